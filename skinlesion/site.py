@@ -1,0 +1,357 @@
+"""Render the static site: web_templates/ + static/ + the exported TF.js model + its report -> out_dir.
+
+Reads `model_dir/tfjs/` (model.json, weight shards, metadata.json) and `model_dir/report.json` (plus the plot
+files it names, next to it). Writes `out_dir/index.html`, `out_dir/model-card.html`, `out_dir/static/` and
+`out_dir/model/`. Every URL in the output is relative, so the folder works under any path (GitHub Pages).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import logging
+import re
+import shutil
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+
+from skinlesion import SkinLesionError
+
+log = logging.getLogger("skinlesion")
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "web_templates"
+STATIC_DIR = ROOT / "static"
+
+# Only the page's own origin. 'wasm-unsafe-eval' lets WebAssembly compile (the TF.js wasm backend);
+# blob: workers are what TF.js's threaded wasm build would start.
+CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'none'"
+)
+
+# template -> output file
+PAGES = {"index.html": "index.html", "model_card.html": "model-card.html"}
+
+RETRAIN_HINT = "run `python build.py --retrain --data DIR` to train and export a model"
+
+
+def build_site(model_dir: Path, out_dir: Path) -> Path:
+    """Render the site for the model in `model_dir` into `out_dir`; return `out_dir`."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    tfjs_dir = model_dir / "tfjs"
+    metadata = _read_json(tfjs_dir / "metadata.json", "the TF.js model metadata")
+    report = _read_json(model_dir / "report.json", "the evaluation report")
+    model_json = tfjs_dir / str(metadata.get("model_url", "model.json"))
+    if not model_json.is_file():
+        raise SkinLesionError(f"{model_json} is missing: {tfjs_dir} has metadata.json but no model; {RETRAIN_HINT}.")
+    plots = _plot_files(model_dir, report)
+
+    _clear_previous_build(out_dir)
+    out_dir.mkdir(parents=True)
+    shutil.copytree(STATIC_DIR, out_dir / "static")
+    shutil.copytree(tfjs_dir, out_dir / "model")
+    for name, path in plots.items():
+        target = out_dir / "model" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a typo in a template fails the build, not the page
+        keep_trailing_newline=True,
+    )
+    common = {
+        "csp": CSP,
+        "model_name": metadata.get("name", "skin-lesion model"),
+        "model_version": metadata.get("version", ""),
+        "tfjs_version": _tfjs_version(),
+        "classes": metadata.get("classes", []),
+    }
+    pages = {"index.html": {"page": "index"},
+             "model_card.html": {"page": "model_card", "card": _model_card(report, metadata)}}
+    for template, output in PAGES.items():
+        html = env.get_template(template).render(**common, **pages[template])
+        (out_dir / output).write_text(html, encoding="utf-8")
+    log.info("site written to %s (%d files)", out_dir, sum(1 for p in out_dir.rglob("*") if p.is_file()))
+    return out_dir
+
+
+def _read_json(path: Path, what: str) -> dict:
+    """Load a JSON object, or raise a SkinLesionError that says which file and how to fix it."""
+    if not path.is_file():
+        raise SkinLesionError(f"{path} not found: the site needs {what}; {RETRAIN_HINT}.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SkinLesionError(f"{path} is not readable JSON ({err}); {RETRAIN_HINT}.") from err
+    if not isinstance(data, dict):
+        raise SkinLesionError(f"{path} should hold a JSON object, not {type(data).__name__}; {RETRAIN_HINT}.")
+    return data
+
+
+def _plot_files(model_dir: Path, report: dict) -> dict[str, Path]:
+    """The report's plots as {relative name: source path}; every one must exist beside report.json."""
+    plots = {}
+    for key, name in (report.get("plots") or {}).items():
+        rel = PurePosixPath(str(name))
+        if rel.is_absolute() or ".." in rel.parts:
+            raise SkinLesionError(f"report.json plot {key!r} is {name!r}: plot paths must be relative to {model_dir}.")
+        path = model_dir / rel
+        if not path.is_file():
+            raise SkinLesionError(f"{path} (plot {key!r} in report.json) not found; {RETRAIN_HINT}.")
+        plots[str(rel)] = path
+    return plots
+
+
+def _clear_previous_build(out_dir: Path) -> None:
+    """Delete out_dir if it is a previous build (has index.html) or empty; refuse anything else."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise SkinLesionError(f"{out_dir} exists and is not a folder; choose another output folder.")
+    if (out_dir / "index.html").is_file() or not any(out_dir.iterdir()):
+        log.info("removing previous build %s", out_dir)
+        shutil.rmtree(out_dir)
+        return
+    raise SkinLesionError(
+        f"{out_dir} exists and does not look like a previous site build (no index.html); refusing to delete it. "
+        "Choose another output folder or remove it yourself."
+    )
+
+
+def _tfjs_version() -> str:
+    """The vendored TF.js version, from static/vendor/tfjs/README.md ('' if unknown)."""
+    readme = STATIC_DIR / "vendor" / "tfjs" / "README.md"
+    match = re.search(r"TensorFlow\.js (\S+)", readme.read_text(encoding="utf-8")) if readme.is_file() else None
+    return match.group(1) if match else ""
+
+
+# ---------------------------------------------------------------- model card view
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * x:.1f}%" if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+
+
+def _dec(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+
+
+def _value(x: Any) -> str:
+    """Any scalar or short list from the report, formatted for a table cell."""
+    if isinstance(x, bool) or x is None:
+        return str(x).lower() if x is not None else "n/a"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in x) + "]"
+    return str(x)
+
+
+def _humanize(key: str) -> str:
+    return key.replace("_", " ").replace(".", " · ").strip().capitalize()
+
+
+def _flatten(data: Any, prefix: str = "", depth: int = 0) -> list[dict]:
+    """Rows {label, value} for the scalars and short flat lists in a nested dict (unknown report keys)."""
+    rows: list[dict] = []
+    if not isinstance(data, dict):
+        return [{"label": _humanize(prefix) or "value", "value": _value(data)}] if _is_simple(data) else []
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and depth < 2:
+            rows.extend(_flatten(value, name, depth + 1))
+        elif _is_simple(value):
+            rows.append({"label": _humanize(name), "value": _value(value)})
+    return rows
+
+
+def _is_simple(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return len(value) <= 4 and all(isinstance(v, (int, float, str)) for v in value)
+    return isinstance(value, (int, float, str, bool)) or value is None
+
+
+# (key in report["test"], label, formatter, help); melanoma figures are handled separately.
+_METRICS = (
+    ("accuracy", "Accuracy", _pct, "Share of test images whose most likely class is right."),
+    ("balanced_accuracy", "Balanced accuracy", _pct, "Mean recall over the classes: rare classes count as much as moles."),
+    ("top2_accuracy", "Top-2 accuracy", _pct, "The right class is among the two most likely."),
+    ("top3_accuracy", "Top-3 accuracy", _pct, "The right class is among the three most likely."),
+    ("macro_roc_auc", "Macro ROC AUC", _dec, "Mean one-vs-rest ROC AUC over the classes (1 is perfect, 0.5 is chance)."),
+)
+_KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "per_class", "confusion_matrix"}
+_KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training"}
+
+
+def _model_card(report: dict, metadata: dict) -> dict:
+    """Everything model_card.html shows, from report.json and metadata.json, tolerant of missing or extra keys."""
+    test = report.get("test") or {}
+    classes = metadata.get("classes") or []
+    names = {c.get("code"): c.get("name", c.get("code")) for c in classes}
+    codes = [c.get("code") for c in classes]
+    cm = _confusion(test.get("confusion_matrix"), codes)
+    counts = _counts(cm, codes)
+
+    metrics = []
+    for key, label, fmt, help_text in _METRICS:
+        if key in test:
+            metrics.append({"key": key, "label": label, "value": fmt(test[key]), "help": help_text,
+                            "count": counts.get(key, "")})
+    melanoma = test.get("melanoma") or {}
+    for key, help_text in (("sensitivity", "Share of melanomas the model ranks as melanoma (top class)."),
+                           ("specificity", "Share of non-melanomas it does not call melanoma.")):
+        if key in melanoma:
+            metrics.append({"key": f"melanoma_{key}", "label": f"Melanoma {key}", "value": _pct(melanoma[key]),
+                            "help": help_text, "count": counts.get(f"melanoma_{key}", "")})
+    extra_test = [r for k, v in test.items() if k not in _KNOWN_TEST_KEYS for r in _flatten({k: v})]
+    extra_test += [r for k, v in melanoma.items() if k not in ("sensitivity", "specificity")
+                   for r in _flatten({f"melanoma.{k}": v})]
+
+    per_class_raw = test.get("per_class") or {}
+    order = codes + [c for c in per_class_raw if c not in codes]
+    per_class = [
+        {"code": code, "name": names.get(code, ""), "precision": _dec(m.get("precision")),
+         "recall": _dec(m.get("recall")), "f1": _dec(m.get("f1")), "roc_auc": _dec(m.get("roc_auc")),
+         "support": _value(m.get("support"))}
+        for code in order if isinstance(m := per_class_raw.get(code), dict)
+    ]
+
+    plots = [{"key": re.sub(r"[^a-z0-9_-]", "-", str(key).lower()), "title": _humanize(str(key)),
+              "src": f"model/{PurePosixPath(str(name))}"}
+             for key, name in (report.get("plots") or {}).items()]
+
+    extra_sections = [{"title": _humanize(k), "rows": rows} for k, v in report.items()
+                      if k not in _KNOWN_TOP_KEYS and (rows := _flatten(v))]
+    return {
+        "classes": classes,
+        "test_images": test.get("images"),
+        "metrics": metrics,
+        "extra_test": extra_test,
+        "per_class": per_class,
+        "confusion": cm,
+        "plots": plots,
+        "split": _split_table(report.get("split") or {}, codes),
+        "facts": _facts(report, metadata),
+        "extra_sections": extra_sections,
+        "temperature": metadata.get("temperature"),
+    }
+
+
+def _confusion(matrix: Any, codes: list[str]) -> dict | None:
+    """The confusion matrix as table rows, or None when it is absent or does not match the class list."""
+    if not (isinstance(matrix, list) and len(matrix) == len(codes) and codes
+            and all(isinstance(r, list) and len(r) == len(codes) for r in matrix)):
+        return None
+    rows = [{"code": code, "total": sum(row),
+             "cells": [{"count": n, "diagonal": i == j} for j, n in enumerate(row)]}
+            for i, (code, row) in enumerate(zip(codes, matrix))]
+    return {"codes": codes, "rows": rows, "matrix": matrix}
+
+
+def _counts(cm: dict | None, codes: list[str]) -> dict[str, str]:
+    """'k of n' counts behind the rates, from the confusion matrix (rates alone hide how few images back them)."""
+    if cm is None:
+        return {}
+    m = cm["matrix"]
+    total = sum(map(sum, m))
+    out = {"accuracy": f"{sum(m[i][i] for i in range(len(m))):,} of {total:,}"}
+    if "mel" in codes:
+        k = codes.index("mel")
+        mel_total = sum(m[k])
+        others = [i for i in range(len(m)) if i != k]
+        out["melanoma_sensitivity"] = f"{m[k][k]:,} of {mel_total:,}"
+        out["melanoma_specificity"] = f"{sum(sum(m[i]) - m[i][k] for i in others):,} of {sum(sum(m[i]) for i in others):,}"
+    return out
+
+
+def _split_table(split: dict, codes: list[str]) -> dict | None:
+    if not split:
+        return None
+    all_codes = codes + sorted({c for s in split.values() if isinstance(s, dict)
+                                for c in (s.get("per_class") or {}) if c not in codes})
+    rows = [{"name": name, "images": _value(s.get("images")), "lesions": _value(s.get("lesions")),
+             "per_class": [_value((s.get("per_class") or {}).get(c)) for c in all_codes]}
+            for name, s in split.items() if isinstance(s, dict)]
+    return {"codes": all_codes, "rows": rows}
+
+
+def _facts(report: dict, metadata: dict) -> list[dict]:
+    model = report.get("model") or {}
+    training = report.get("training") or {}
+    facts = []
+    if "backbone" in model:
+        facts.append({"label": "Backbone", "value": str(model["backbone"])})
+    inp = model.get("input")
+    if isinstance(inp, (list, tuple)) and len(inp) == 2:
+        facts.append({"label": "Input", "value": f"{inp[1]} x {inp[0]} px (width x height), RGB, centre-cropped"})
+    if isinstance(model.get("tfjs_bytes"), (int, float)):
+        facts.append({"label": "Download size", "value": f"{model['tfjs_bytes'] / 1e6:.1f} MB"})
+    if "quantization" in model:
+        facts.append({"label": "Weights", "value": str(model["quantization"])})
+    if isinstance(training.get("wall_time_s"), (int, float)):
+        facts.append({"label": "Training time", "value": f"{training['wall_time_s'] / 60:.0f} min"})
+    for key, label in (("seed", "Random seed"), ("date", "Trained on")):
+        if key in training:
+            facts.append({"label": label, "value": _value(training[key])})
+    if metadata.get("version"):
+        facts.append({"label": "Model version", "value": str(metadata["version"])})
+    known = {"backbone", "input", "tfjs_bytes", "quantization"}
+    facts += _flatten({k: v for k, v in model.items() if k not in known})
+    facts += _flatten({k: v for k, v in training.items() if k not in {"wall_time_s", "seed", "date"}})
+    return facts
+
+
+# ---------------------------------------------------------------- serving
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files with the MIME types the page needs (ES modules, WebAssembly) and no caching."""
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",  # WebAssembly.instantiateStreaming refuses anything else
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".json": "application/json",
+        ".webmanifest": "application/manifest+json",
+    }
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
+    """An HTTP server for the built site in `out_dir` (port 0 picks a free port); call serve_forever() on it."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "index.html").is_file():
+        raise SkinLesionError(f"{out_dir / 'index.html'} not found: build the site first with `python build.py`.")
+    handler = functools.partial(_Handler, directory=str(out_dir))
+    return http.server.ThreadingHTTPServer((host, port), handler)
+
+
+def serve(out_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the built site until interrupted, printing its URL."""
+    try:
+        server = make_server(out_dir, host, port)
+    except OSError as err:
+        raise SkinLesionError(f"cannot listen on {host}:{port} ({err}); try another --port.") from err
+    url = f"http://{host}:{server.server_address[1]}/"
+    print(f"Serving {out_dir} at {url} (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

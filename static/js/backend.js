@@ -1,0 +1,130 @@
+// Picks the TF.js backend once per page and exports the choice.
+//
+// Order: WebGL when the WebGL renderer is a real GPU, else WASM, else CPU. A software WebGL renderer
+// (SwiftShader, llvmpipe) is ~10x slower than WASM on the same CPU, so it only comes after WASM.
+// `?backend=webgl|wasm|cpu` in the page URL forces a backend to be tried first (for testing and benchmarks).
+//
+// Expects the classic scripts tf.min.js and tf-backend-wasm.min.js to have set the global `tf`.
+
+const tf = globalThis.tf;
+
+export const BACKENDS = Object.freeze(['webgl', 'wasm', 'cpu']);
+
+// The vendored TF.js folder, resolved against this module so the site works under any sub-path.
+const WASM_DIR = new URL('../vendor/tfjs/', import.meta.url).href;
+
+const SOFTWARE_RENDERER = /swiftshader|llvmpipe|softpipe|software|basic render|mesa offscreen/i;
+
+/** The chosen backend's name ('webgl' | 'wasm' | 'cpu'), or null until selectBackend() has settled. */
+export let backendName = null;
+
+let selection = null;
+
+/**
+ * Describes the WebGL renderer: {available, renderer, realGpu}.
+ * Uses an OffscreenCanvas where there is one, so it also runs without a document.
+ */
+export function probeWebGL() {
+  let canvas;
+  try {
+    canvas = typeof OffscreenCanvas !== 'undefined'
+      ? new OffscreenCanvas(1, 1)
+      : globalThis.document?.createElement('canvas');
+  } catch {
+    canvas = null;
+  }
+  const gl = canvas && (canvas.getContext('webgl2') || canvas.getContext('webgl'));
+  if (!gl) return { available: false, renderer: '', realGpu: false };
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  const renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || '');
+  let realGpu = renderer !== '' && !SOFTWARE_RENDERER.test(renderer);
+  // Without the debug extension (Firefox with fingerprinting protection) RENDERER is a generic
+  // string; ask the browser instead whether WebGL would be a major performance caveat here.
+  if (realGpu && !info && probeStrict() === false) realGpu = false;
+  gl.getExtension('WEBGL_lose_context')?.loseContext();
+  return { available: true, renderer, realGpu };
+}
+
+function probeStrict() {
+  try {
+    const c = typeof OffscreenCanvas !== 'undefined'
+      ? new OffscreenCanvas(1, 1) : globalThis.document.createElement('canvas');
+    const gl = c.getContext('webgl', { failIfMajorPerformanceCaveat: true });
+    if (gl) gl.getExtension('WEBGL_lose_context')?.loseContext();
+    return Boolean(gl);
+  } catch {
+    return null;
+  }
+}
+
+/** The order in which to try backends, given a WebGL probe and an optional forced first choice. */
+export function backendOrder(webgl, forced = null) {
+  const order = webgl.realGpu ? ['webgl', 'wasm', 'cpu'] : ['wasm', 'webgl', 'cpu'];
+  if (!webgl.available) order.splice(order.indexOf('webgl'), 1);
+  if (forced && BACKENDS.includes(forced)) {
+    return [forced, ...order.filter((name) => name !== forced)];
+  }
+  return order;
+}
+
+function forcedFromUrl() {
+  const search = globalThis.location?.search ?? '';
+  const value = new URLSearchParams(search).get('backend');
+  return value ? value.toLowerCase() : null;
+}
+
+async function trySetBackend(name) {
+  if (name === 'wasm') {
+    if (!tf.wasm) return 'the WASM backend script did not load';
+    // Must run before the wasm backend initialises; later calls are ignored by TF.js.
+    tf.wasm.setWasmPaths(WASM_DIR);
+  }
+  try {
+    // setBackend resolves to false (not an exception) when the backend fails to initialise, and then
+    // leaves the previous backend active, so the boolean is the only reliable signal.
+    const ok = await tf.setBackend(name);
+    if (!ok) return 'failed to initialise';
+    await tf.ready();
+    return tf.getBackend() === name ? null : `TF.js reports ${tf.getBackend()} instead`;
+  } catch (err) {
+    return err?.message || String(err);
+  }
+}
+
+async function select(forced) {
+  if (!tf) throw new Error('TensorFlow.js did not load (static/vendor/tfjs/tf.min.js).');
+  const webgl = probeWebGL();
+  const notes = [];
+  if (forced && !BACKENDS.includes(forced)) {
+    notes.push(`ignored unknown backend "${forced}" (valid: ${BACKENDS.join(', ')})`);
+  }
+  for (const name of backendOrder(webgl, forced)) {
+    const failure = await trySetBackend(name);
+    if (failure === null) {
+      backendName = name;
+      let reason;
+      if (name === forced) reason = 'chosen in the page URL';
+      else if (name === 'webgl') reason = `GPU: ${webgl.renderer}`;
+      else if (name === 'wasm') reason = webgl.available ? `no hardware GPU (${webgl.renderer})` : 'no WebGL';
+      else reason = 'last resort';
+      return { name, reason, renderer: webgl.renderer, notes };
+    }
+    notes.push(`${name}: ${failure}`);
+  }
+  throw new Error(`No TF.js backend could start (${notes.join('; ')}).`);
+}
+
+/**
+ * Selects the backend once; later calls return the same promise.
+ * Resolves to {name, reason, renderer, notes}; `notes` lists backends that were tried and failed.
+ * @param {{forced?: string|null}} [options] forced: a backend to try first (default: ?backend= in the URL)
+ */
+export function selectBackend({ forced = forcedFromUrl() } = {}) {
+  if (!selection) selection = select(forced);
+  return selection;
+}
+
+/** A short human-readable label for a backend name. */
+export function backendLabel(name) {
+  return { webgl: 'WebGL (GPU)', wasm: 'WebAssembly (CPU)', cpu: 'plain JavaScript (CPU, slow)' }[name] ?? name;
+}

@@ -1,0 +1,184 @@
+// Loads the exported TF.js graph model and classifies images. No DOM access.
+//
+// Everything about the model comes from its metadata JSON (written by the Python export):
+// class list and order, input size, crop rule. Pixel scaling and softmax live inside the model,
+// so images go in as raw 0-255 RGB and probabilities come out.
+
+import { selectBackend } from './backend.js';
+
+const tf = globalThis.tf;
+
+/** Number of live TF.js tensors (tests check it stays flat over many predictions). */
+export function numTensors() {
+  return tf.memory().numTensors;
+}
+
+/** Python's round(): halves go to the even neighbour, so the crop matches the Python side exactly. */
+export function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * The centre crop of a w x h image to the aspect width/height, as {x, y, width, height}.
+ * Same rule as the Python pipeline: cut the longer side, keep the middle, round half to even.
+ */
+export function centreCrop(w, h, width, height) {
+  const aspect = width / height;
+  if (w / h > aspect) {
+    const cropW = roundHalfEven(h * aspect);
+    return { x: Math.floor((w - cropW) / 2), y: 0, width: cropW, height: h };
+  }
+  const cropH = roundHalfEven(w / aspect);
+  return { x: 0, y: Math.floor((h - cropH) / 2), width: w, height: cropH };
+}
+
+/** Results sorted by probability, highest first; at most k of them. */
+export function topK(results, k = 3) {
+  return [...results].sort((a, b) => b.probability - a.probability).slice(0, k);
+}
+
+function checkMetadata(meta, url) {
+  const problems = [];
+  const input = meta?.input ?? {};
+  for (const key of ['height', 'width']) {
+    if (!Number.isInteger(input[key]) || input[key] <= 0) problems.push(`input.${key} is not a positive integer`);
+  }
+  if (input.channels !== undefined && input.channels !== 3) problems.push(`input.channels is ${input.channels}, not 3`);
+  if (input.crop !== undefined && input.crop !== 'center') problems.push(`unsupported input.crop "${input.crop}"`);
+  if (input.resize !== undefined && input.resize !== 'bilinear') {
+    problems.push(`unsupported input.resize "${input.resize}"`);
+  }
+  if (meta?.output !== undefined && meta.output !== 'probabilities') {
+    problems.push(`unsupported output "${meta.output}"`);
+  }
+  if (!Array.isArray(meta?.classes) || meta.classes.length === 0 || meta.classes.some((c) => !c?.code)) {
+    problems.push('classes is not a non-empty list of {code, name, ...}');
+  }
+  if (typeof meta?.model_url !== 'string' || meta.model_url === '') problems.push('model_url is missing');
+  if (problems.length) {
+    throw new Error(`The model metadata at ${url} is not usable: ${problems.join('; ')}. `
+      + 'Rebuild the site with `python build.py`.');
+  }
+}
+
+async function fetchMetadata(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (err) {
+    throw new Error(`Could not fetch the model metadata at ${url} (${err.message}).`);
+  }
+  if (!response.ok) {
+    throw new Error(`Could not fetch the model metadata at ${url} (HTTP ${response.status}). `
+      + 'Rebuild the site with `python build.py`.');
+  }
+  try {
+    return await response.json();
+  } catch {
+    throw new Error(`The model metadata at ${url} is not valid JSON.`);
+  }
+}
+
+// A graph model may return one tensor, an array of tensors or a map of them; the probabilities are the
+// first (or only) one.
+function firstOutput(y) {
+  if (y instanceof tf.Tensor) return y;
+  if (Array.isArray(y)) return y[0];
+  return Object.values(y)[0];
+}
+
+/**
+ * Loads the model described by the metadata JSON at `metadataUrl` and warms it up.
+ * @param {string} metadataUrl URL of metadata.json (relative URLs resolve against the page)
+ * @param {{onProgress?: (fraction: number) => void}} [options]
+ * @returns {Promise<{metadata: object, backend: string, classify: Function, classifyTopK: Function,
+ *   dispose: Function}>}
+ */
+export async function load(metadataUrl, { onProgress } = {}) {
+  const backend = await selectBackend();
+  const base = globalThis.location?.href;
+  const metaUrl = base ? new URL(metadataUrl, base).href : metadataUrl;
+  onProgress?.(0);
+  const metadata = await fetchMetadata(metaUrl);
+  checkMetadata(metadata, metaUrl);
+  const modelUrl = new URL(metadata.model_url, metaUrl).href;
+
+  let model;
+  try {
+    model = await tf.loadGraphModel(modelUrl, { onProgress });
+  } catch (err) {
+    throw new Error(`Could not load the model at ${modelUrl} (${err.message}).`);
+  }
+
+  const { height, width } = metadata.input;
+  const classes = metadata.classes;
+  const temperature = Number(metadata.temperature ?? 1) || 1;
+
+  async function run(input4d) {
+    const output = tf.tidy(() => firstOutput(model.predict(input4d)));
+    try {
+      if (output.size !== classes.length) {
+        throw new Error(`The model returned ${output.size} values but its metadata lists ${classes.length} classes.`);
+      }
+      return await output.data();
+    } finally {
+      output.dispose();
+    }
+  }
+
+  // The first inference compiles shaders / kernels (seconds on WebGL); do it here, not on the user's photo.
+  const dummy = tf.zeros([1, height, width, 3], 'float32');
+  try {
+    await run(dummy);
+  } finally {
+    dummy.dispose();
+  }
+
+  function preprocess(source) {
+    return tf.tidy(() => {
+      const pixels = tf.browser.fromPixels(source, 3);
+      const [h, w] = pixels.shape;
+      const crop = centreCrop(w, h, width, height);
+      const cropped = pixels.slice([crop.y, crop.x, 0], [crop.height, crop.width, 3]);
+      // alignCorners=false, halfPixelCenters=true: what Python's tf.image.resize does.
+      const resized = tf.image.resizeBilinear(cropped, [height, width], false, true);
+      return resized.toFloat().expandDims(0);
+    });
+  }
+
+  function toResults(probs) {
+    let values = Array.from(probs);
+    if (temperature !== 1) {
+      // p^(1/T) renormalised equals softmax(logits / T): temperature scaling on probabilities.
+      values = values.map((p) => p ** (1 / temperature));
+      const sum = values.reduce((a, b) => a + b, 0);
+      values = values.map((p) => p / sum);
+    }
+    return classes.map((c, i) => ({ code: c.code, name: c.name ?? c.code, probability: values[i] }));
+  }
+
+  /**
+   * Classifies one image (ImageBitmap, ImageData, HTMLImageElement, canvas or video).
+   * @returns {Promise<Array<{code: string, name: string, probability: number}>>} in metadata class order
+   */
+  async function classify(source) {
+    const input = preprocess(source);
+    try {
+      return toResults(await run(input));
+    } finally {
+      input.dispose();
+    }
+  }
+
+  return {
+    metadata,
+    backend: backend.name,
+    classify,
+    /** The k most probable classes, highest first. */
+    classifyTopK: async (source, k = 3) => topK(await classify(source), k),
+    /** The metadata entry (code, name, description, urgency, ...) for a class code. */
+    classInfo: (code) => classes.find((c) => c.code === code),
+    dispose: () => model.dispose(),
+  };
+}
