@@ -1,0 +1,156 @@
+"""The command line: build the site (optionally retraining first), serve it, predict image files, evaluate a folder.
+
+    python build.py [--retrain --data DIR] [--serve]     build dist/ from model/ (retrain first if asked)
+    python build.py predict PATH [PATH ...] [--out FILE]  CSV of class probabilities
+    python build.py evaluate --data DIR                  metrics of the shipped model on a HAM10000-layout folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from . import SkinLesionError, log
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "model"
+DEFAULT_DIST = ROOT / "dist"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="build.py", description="Build, retrain, serve and use the in-browser "
+                                     "skin-lesion classifier. Without a command: build the site into --dist.")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="model folder: read to build the site, written by --retrain (default: model/)")
+    parser.add_argument("--dist", type=Path, default=DEFAULT_DIST, help="where the site is built (default: dist/)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train a new model from --data first (replaces --model only if everything succeeds)")
+    parser.add_argument("--data", type=Path, help="HAM10000 folder (metadata CSV + images) for --retrain")
+    parser.add_argument("--config", type=Path, help="training config JSON (keys of TrainConfig; e.g. a model's "
+                        "train_config.json to repeat its retrain)")
+    parser.add_argument("--weights", default="imagenet",
+                        help="ImageNet MobileNet weights: 'imagenet' (through KERAS_HOME or a download) or a "
+                        "mobilenet_*_no_top.h5 file")
+    parser.add_argument("--quantization", default="float16", choices=("float32", "float16", "uint8"),
+                        help="weight quantization of the exported TF.js model (default: float16)")
+    parser.add_argument("--run-dir", type=Path,
+                        help="where a retrain keeps its cache logs and checkpoints (default: runs/<time>/)")
+    parser.add_argument("--serve", action="store_true", help="serve the built site after building")
+    parser.add_argument("--port", type=int, default=8000, help="port for --serve (default: 8000)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="classify image files or folders (recursively); CSV out")
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    predict.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: model/)")
+
+    evaluate = commands.add_parser("evaluate", help="metrics of the model on a HAM10000-layout folder")
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="folder with a metadata CSV (image_id, dx) and the images anywhere below it")
+    evaluate.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: model/)")
+    evaluate.add_argument("--test-split", action="store_true",
+                          help="only the images of the model's own test split (by image_id)")
+    return parser
+
+
+def _build(args: argparse.Namespace) -> None:
+    from .site import build_site, serve
+
+    if args.retrain:
+        from .model import ModelConfig
+        from .pipeline import retrain
+        from .train import TrainConfig
+
+        if args.data is None:
+            raise SkinLesionError("--retrain needs --data DIR, the HAM10000 folder (e.g. ../shared/data/ham10000)")
+        train_config = TrainConfig.load(args.config) if args.config else TrainConfig()
+        run_dir = args.run_dir or ROOT / "runs" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        report = retrain(args.data, args.model, run_dir, train_config, ModelConfig(), args.weights,
+                         args.quantization)
+        test = report["test"]
+        print(f"retrained in {report['training']['wall_time_s']:.0f} s; test split: accuracy "
+              f"{test['accuracy']:.4f}, balanced accuracy {test['balanced_accuracy']:.4f}, melanoma sensitivity "
+              f"{test['melanoma']['sensitivity']:.4f}")
+    out = build_site(args.model, args.dist)
+    print(f"site built in {out}")
+    if args.serve:
+        serve(out, port=args.port)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .classes import CODES
+    from .data import IMAGE_SUFFIXES
+    from .model import load_network, predict, preprocess, read_image
+
+    files: list[Path] = []
+    failures = 0
+    for path in args.paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                print(f"warning: no .jpg/.jpeg/.png images under {path}", file=sys.stderr)
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            print(f"error: {path}: no such file or folder", file=sys.stderr)
+            failures += 1
+    network = load_network(args.model)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["image", *CODES])
+        for path in files:
+            try:
+                inputs = preprocess(read_image(path), network.config)[None]
+            except SkinLesionError as err:
+                print(f"error: {err}; skipped", file=sys.stderr)
+                failures += 1
+                continue
+            probabilities = predict(network, inputs)[0]
+            writer.writerow([path.stem, *(f"{p:.6f}" for p in probabilities)])
+    finally:
+        if args.out:
+            out.close()
+    if args.out:
+        print(f"{len(files) - failures} image(s) classified into {args.out}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import format_summary
+    from .pipeline import evaluate_folder
+
+    result, seen = evaluate_folder(args.model, args.data, only_test_split=args.test_split)
+    if seen:
+        print(f"warning: {seen} of these {result['images']} images were used to train or tune this model; "
+              f"metrics on them are not a fair test (use --test-split, or a folder of unseen images)",
+              file=sys.stderr)
+    print(format_summary(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    warnings.filterwarnings("ignore", message=".*input_shape.*")  # Keras: MobileNet at a non-square size
+    try:
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "evaluate":
+            _evaluate(args)
+        else:
+            _build(args)
+    except SkinLesionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

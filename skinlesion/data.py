@@ -1,0 +1,180 @@
+"""Read a HAM10000-layout folder (metadata CSV + images) and split it by lesion into train / validation / test.
+
+Reads: `HAM10000_metadata.csv` (or the one CSV with `image_id` and `dx` columns) and the images it names, found by
+image_id anywhere under the folder as .jpg/.jpeg/.png (so `images/`, Kaggle's `HAM10000_images_part_1/` + `_part_2/`
+and a flat folder all work). Optional: `newly_discovered_duplicates.csv`, pairs of images of one lesion filed under
+two lesion_ids, merged into one group so that no lesion straddles two splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from . import SkinLesionError, log
+from .classes import CODES
+
+METADATA_NAME = "HAM10000_metadata.csv"
+DUPLICATES_NAME = "newly_discovered_duplicates.csv"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+REQUIRED_COLUMNS = ("image_id", "dx")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """The three lesion-disjoint parts of a dataset; each frame has image_id, dx, label, group and path."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+    def parts(self) -> dict[str, pd.DataFrame]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    def summary(self) -> dict:
+        """Images, lesions and images per class of each part (for the report)."""
+        return {
+            name: {
+                "images": int(len(df)),
+                "lesions": int(df["group"].nunique()),
+                "per_class": {code: int((df["dx"] == code).sum()) for code in CODES},
+            }
+            for name, df in self.parts().items()
+        }
+
+
+def find_images(folder: Path) -> dict[str, Path]:
+    """Map image id (file name without extension) to path, for every jpg/jpeg/png under `folder`."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _find_metadata_csv(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise SkinLesionError(f"data folder {folder} does not exist or is not a folder; pass --data DIR, the folder "
+                              f"holding {METADATA_NAME} and the images")
+    preferred = folder / METADATA_NAME
+    if preferred.is_file():
+        return preferred
+    candidates = []
+    for csv in sorted(folder.glob("*.csv")):
+        try:
+            columns = pd.read_csv(csv, nrows=0).columns
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
+            continue
+        if all(c in columns for c in REQUIRED_COLUMNS):
+            candidates.append(csv)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise SkinLesionError(f"no metadata in {folder}: expected {METADATA_NAME} (or one CSV with the columns "
+                              f"{', '.join(REQUIRED_COLUMNS)}); is this the HAM10000 folder?")
+    raise SkinLesionError(f"several metadata CSVs in {folder} ({', '.join(c.name for c in candidates)}); "
+                          f"name the one to use {METADATA_NAME}")
+
+
+def _merge_duplicate_lesions(df: pd.DataFrame, duplicates_csv: Path) -> pd.Series:
+    """Group ids: lesion_id, with the lesions of each listed duplicate pair merged into one group (union-find)."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    lesion_of = dict(zip(df["image_id"], df["lesion_id"]))
+    pairs = pd.read_csv(duplicates_csv)
+    merged = 0
+    for a, b in zip(pairs["from_img"], pairs["to_img"]):
+        la, lb = lesion_of.get(Path(a).stem), lesion_of.get(Path(b).stem)
+        if la is None or lb is None:
+            continue
+        ra, rb = root(la), root(lb)
+        if ra != rb:
+            parent[rb] = ra
+            merged += 1
+    log.info("merged %d lesion pairs listed in %s", merged, duplicates_csv.name)
+    return df["lesion_id"].map(root)
+
+
+def load_metadata(folder: Path) -> pd.DataFrame:
+    """The dataset's images: image_id, dx, label (index in CODES), group (lesion, duplicates merged), path.
+
+    Raises SkinLesionError for a wrong folder, a missing column, an unknown dx, or an image that is not there.
+    """
+    folder = Path(folder)
+    csv = _find_metadata_csv(folder)
+    try:
+        df = pd.read_csv(csv, dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise SkinLesionError(f"{csv} is not a readable CSV: {err}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise SkinLesionError(f"{csv} lacks the column(s) {', '.join(missing)}; it has {', '.join(df.columns)}")
+    if df.empty:
+        raise SkinLesionError(f"{csv} lists no images")
+    df = df.dropna(subset=["image_id"]).copy()
+    df["image_id"] = df["image_id"].str.strip()
+    df["dx"] = df["dx"].str.strip().str.lower()
+    unknown = sorted(set(df["dx"].fillna("<empty>")) - set(CODES))
+    if unknown:
+        raise SkinLesionError(f"{csv} has unknown dx value(s) {', '.join(unknown)}; valid: {', '.join(CODES)}")
+    if "lesion_id" not in df.columns:
+        log.warning("%s has no lesion_id column: each image counts as its own lesion", csv.name)
+        df["lesion_id"] = df["image_id"]
+    df["lesion_id"] = df["lesion_id"].fillna(df["image_id"])
+
+    images = find_images(folder)
+    df["path"] = df["image_id"].map(images)
+    absent = df.loc[df["path"].isna(), "image_id"].tolist()
+    if absent:
+        shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        raise SkinLesionError(f"{len(absent)} image(s) listed in {csv.name} are not under {folder} as "
+                              f"{'/'.join(IMAGE_SUFFIXES)}: {shown}")
+    duplicates = folder / DUPLICATES_NAME
+    df["group"] = _merge_duplicate_lesions(df, duplicates) if duplicates.is_file() else df["lesion_id"]
+    df["label"] = df["dx"].map(CODES.index).astype(int)
+    log.info("%s: %d images, %d lesions", folder, len(df), df["group"].nunique())
+    return df.reset_index(drop=True)
+
+
+def _one_fold(df: pd.DataFrame, n_splits: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, held-out) where held-out is one stratified, group-disjoint fold of size ~1/n_splits."""
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    rest_idx, held_idx = next(folds.split(df, df["label"], groups=df["group"]))
+    return df.iloc[rest_idx], df.iloc[held_idx]
+
+
+def split_by_lesion(df: pd.DataFrame, seed: int = 42, held_out_fraction: float = 0.15) -> Split:
+    """Stratified, seeded train / val / test split in which every lesion (group) lies in exactly one part.
+
+    Test and validation each get about `held_out_fraction` of the images.
+    """
+    if df["group"].nunique() < 3:
+        raise SkinLesionError(f"only {df['group'].nunique()} lesion(s): a train/val/test split needs at least 3")
+    n_splits = max(2, round(1 / held_out_fraction))
+    rest, test = _one_fold(df, n_splits, seed)
+    train, val = _one_fold(rest, max(2, n_splits - 1), seed + 1)
+    split = Split(train.reset_index(drop=True), val.reset_index(drop=True), test.reset_index(drop=True))
+    for name, part in split.parts().items():
+        log.info("%-5s %5d images, %5d lesions", name, len(part), part["group"].nunique())
+    return split
+
+
+def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
+    """Loss weight per class, (n_largest / n_class) ** power, normalized to a mean sample weight of 1.
+
+    power 1 balances the classes fully; 0 ignores the imbalance; in between trades accuracy for balanced accuracy.
+    """
+    counts = np.bincount(labels, minlength=len(CODES)).astype(float)
+    raw = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
+    raw /= (raw[labels]).mean()
+    return {i: float(w) for i, w in enumerate(raw)}

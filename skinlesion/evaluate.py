@@ -1,0 +1,206 @@
+"""Measure a classifier's probabilities against true labels and draw the report's plots.
+
+Everything is computed with scikit-learn from (probabilities, labels); this module never sees a model, so the same
+numbers come out whether the probabilities were predicted in Python or read back from the browser.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on build machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.optimize import minimize_scalar  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
+
+from .classes import CODES, index_of  # noqa: E402
+
+REPORT_NAME = "report.json"
+MEL = index_of("mel")
+ALL_LABELS = list(range(len(CODES)))
+
+
+def _melanoma_rates(is_mel: np.ndarray, flagged: np.ndarray) -> dict:
+    """Sensitivity and specificity of flagging melanoma, with the counts behind them."""
+    tp, fn = int((flagged & is_mel).sum()), int((~flagged & is_mel).sum())
+    tn, fp = int((~flagged & ~is_mel).sum()), int((flagged & ~is_mel).sum())
+    return {"sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1),
+            "true_positives": tp, "false_negatives": fn, "true_negatives": tn, "false_positives": fp}
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-1 confidence over equal-width bins (Guo et al. 2017)."""
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T) computed from softmax(logits): log p equals the logits up to a constant per row."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(1, keepdims=True)
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimizes the negative log-likelihood (fit it on validation data only)."""
+    def nll(temperature: float) -> float:
+        p = apply_temperature(probabilities, temperature)
+        return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
+
+
+def melanoma_threshold(probabilities: np.ndarray, labels: np.ndarray, sensitivity: float = 0.85) -> float:
+    """The highest melanoma-probability threshold that still reaches `sensitivity` (fit on validation data only)."""
+    mel_scores = np.sort(probabilities[labels == MEL, MEL])[::-1]
+    if len(mel_scores) == 0:
+        return 0.5
+    needed = int(np.ceil(sensitivity * len(mel_scores)))
+    return float(mel_scores[max(needed, 1) - 1])
+
+
+def metrics(probabilities: np.ndarray, labels: np.ndarray, mel_threshold: float | None = None) -> dict:
+    """Accuracy, balanced accuracy, top-k, per-class precision/recall/F1/AUC, melanoma rates, confusion matrix, ECE."""
+    predicted = probabilities.argmax(1)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=ALL_LABELS,
+                                                                     zero_division=0)
+    per_class = {}
+    for i, code in enumerate(CODES):
+        present = (labels == i).any() and not (labels == i).all()
+        per_class[code] = {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                           "support": int(support[i]),
+                           "roc_auc": float(roc_auc_score(labels == i, probabilities[:, i])) if present else None}
+    aucs = [c["roc_auc"] for c in per_class.values() if c["roc_auc"] is not None]
+    is_mel = labels == MEL
+    result = {
+        "images": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "top2_accuracy": float(top_k_accuracy_score(labels, probabilities, k=2, labels=ALL_LABELS)),
+        "top3_accuracy": float(top_k_accuracy_score(labels, probabilities, k=3, labels=ALL_LABELS)),
+        "macro_roc_auc": float(np.mean(aucs)) if aucs else None,
+        "expected_calibration_error": expected_calibration_error(probabilities, labels),
+        "melanoma": _melanoma_rates(is_mel, predicted == MEL),
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=ALL_LABELS).tolist(),
+    }
+    if mel_threshold is not None:
+        result["melanoma_at_threshold"] = {"threshold": mel_threshold,
+                                           **_melanoma_rates(is_mel, probabilities[:, MEL] >= mel_threshold)}
+    return result
+
+
+def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, rounds: int = 1000,
+                        seed: int = 0) -> dict:
+    """95% percentile-bootstrap intervals (resampling images) for accuracy, balanced accuracy, mel sensitivity."""
+    rng = np.random.default_rng(seed)
+    predicted = probabilities.argmax(1)
+    samples: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "melanoma_sensitivity": []}
+    for _ in range(rounds):
+        rows = rng.integers(0, len(labels), len(labels))
+        y, p = labels[rows], predicted[rows]
+        samples["accuracy"].append(accuracy_score(y, p))
+        with warnings.catch_warnings():  # a resample may miss a rare class: sklearn warns, the score is still right
+            warnings.simplefilter("ignore")
+            samples["balanced_accuracy"].append(balanced_accuracy_score(y, p))
+        mel = y == MEL
+        if mel.any():
+            samples["melanoma_sensitivity"].append(float((p[mel] == MEL).mean()))
+    return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in samples.items() if v}
+
+
+def plot_confusion_matrices(matrix: list[list[int]], folder: Path) -> dict[str, str]:
+    """Counts and row-normalized confusion matrices as PNGs in `folder`; returns {plot name: file name}."""
+    counts = np.array(matrix)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalized = np.nan_to_num(counts / counts.sum(1, keepdims=True))
+    plots = {}
+    for name, values, fmt, title in (("confusion_matrix", counts, "d", "Test split: counts"),
+                                     ("confusion_matrix_normalized", normalized, ".2f",
+                                      "Test split: share of each true class")):
+        fig, ax = plt.subplots(figsize=(6.4, 5.6))
+        ConfusionMatrixDisplay(values, display_labels=list(CODES)).plot(ax=ax, values_format=fmt, cmap="Blues",
+                                                                       colorbar=False)
+        ax.set_title(title)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        fig.tight_layout()
+        fig.savefig(folder / f"{name}.png", dpi=110)
+        plt.close(fig)
+        plots[name] = f"{name}.png"
+    return plots
+
+
+def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, folder: Path,
+                     bins: int = 15) -> dict[str, str]:
+    """Reliability diagram (top-1 confidence vs accuracy) before and after temperature scaling."""
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    edges = np.linspace(0, 1, bins + 1)
+    for probs, label in ((before, "before"), (after, "after temperature scaling")):
+        confidence, correct = probs.max(1), probs.argmax(1) == labels
+        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+        xs = [confidence[which == b].mean() for b in range(bins) if (which == b).any()]
+        ys = [correct[which == b].mean() for b in range(bins) if (which == b).any()]
+        ece = expected_calibration_error(probs, labels, bins)
+        ax.plot(xs, ys, marker="o", label=f"{label} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence of the top class")
+    ax.set_ylabel("share correct")
+    ax.set_title("Test split: reliability")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(folder / "reliability.png", dpi=110)
+    plt.close(fig)
+    return {"reliability": "reliability.png"}
+
+
+def write_report(report: dict, folder: Path) -> Path:
+    path = folder / REPORT_NAME
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def load_report(folder: Path) -> dict:
+    return json.loads((folder / REPORT_NAME).read_text())
+
+
+def format_summary(result: dict) -> str:
+    """A few lines for the terminal: the headline metrics with counts."""
+    mel = result["melanoma"]
+    lines = [
+        f"images               {result['images']}",
+        f"accuracy             {result['accuracy']:.4f}",
+        f"balanced accuracy    {result['balanced_accuracy']:.4f}",
+        f"top-2 / top-3        {result['top2_accuracy']:.4f} / {result['top3_accuracy']:.4f}",
+        f"macro ROC AUC        {result['macro_roc_auc']:.4f}" if result["macro_roc_auc"] is not None else "",
+        f"melanoma sensitivity {mel['sensitivity']:.4f} ({mel['true_positives']}/"
+        f"{mel['true_positives'] + mel['false_negatives']})",
+        f"melanoma specificity {mel['specificity']:.4f}",
+        f"ECE (15 bins)        {result['expected_calibration_error']:.4f}",
+        "per class            precision recall f1     auc    support",
+    ]
+    for code, c in result["per_class"].items():
+        auc = f"{c['roc_auc']:.3f}" if c["roc_auc"] is not None else "  -  "
+        lines.append(f"  {code:<18} {c['precision']:.3f}     {c['recall']:.3f}  {c['f1']:.3f}  {auc}  {c['support']}")
+    return "\n".join(line for line in lines if line)

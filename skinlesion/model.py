@@ -1,0 +1,209 @@
+"""The MobileNet transfer model and the preprocessing contract shared by Python and the browser.
+
+Preprocessing (the browser does exactly the same, reading these facts from the model metadata):
+1. decode to RGB 0-255 (EXIF orientation applied);
+2. centre-crop to the model's aspect (width / height);
+3. while the crop is at least twice the model input in both sides, halve it with a 2x2 average (`avg_pool`, VALID):
+   plain bilinear resizing aliases badly when it shrinks a photo many times;
+4. bilinear resize to (height, width) with half-pixel centres (`tf.image.resize`, TF.js `resizeBilinear(..., true)`).
+Scaling to MobileNet's [-1, 1] happens inside the model (a Rescaling layer): the model takes raw 0-255 RGB.
+
+Weights are stored as float16 (`weights.npz`, keyed by variable path): the Keras model built from them computes what
+the float16-quantized TF.js export computes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import SkinLesionError
+from .classes import CODES
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402  (after the log level, so TF stays quiet)
+import tensorflow as tf  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")  # retracing notes and SavedModel chatter
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "weights.npz"
+# Pillow refuses images over ~179 megapixels (decompression-bomb guard); the site downscales huge photos itself.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines the network and its input; saved next to the weights."""
+
+    alpha: float = 1.0
+    height: int = 192
+    width: int = 256  # 4:3 like HAM10000's photos: nothing is squashed or cropped away from them
+    cut_layer: str = "conv_pw_6_relu"  # MobileNet layers up to here stay frozen; those above are fine-tuned
+    dropout: float = 0.25
+    temperature: float = 1.0  # logits are divided by it before the softmax (calibration)
+
+    def preprocessing(self) -> dict:
+        """The preprocessing contract, as written into the metadata the browser reads."""
+        return {"height": self.height, "width": self.width, "channels": 3, "value_range": [0, 255],
+                "crop": "center", "halve_while_at_least": 2, "resize": "bilinear", "half_pixel_centers": True}
+
+    def save(self, folder: Path) -> None:
+        (folder / CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelConfig":
+        path = folder / CONFIG_NAME
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SkinLesionError(f"no trained model in {folder} ({CONFIG_NAME} is missing); "
+                                  f"train one with `python build.py --retrain --data DIR`") from None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image file to uint8 RGB (h, w, 3), EXIF orientation applied; SkinLesionError if unreadable."""
+    try:
+        with Image.open(path) as image:
+            image.seek(0)  # first frame of an animation
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "P", "PA"):
+                # composite transparency on white, as the page shows it
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image)
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise SkinLesionError(f"{path}: not a readable image ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise SkinLesionError(f"{path}: corrupt or truncated image ({err})") from None
+
+
+def center_crop_box(width: int, height: int, model_width: int, model_height: int) -> tuple[int, int, int, int]:
+    """(left, top, crop_width, crop_height) of the largest centred crop with the model's aspect.
+
+    Integer arithmetic, rounding halves up, so that the browser (Math.floor) computes the very same box.
+    """
+    if width * model_height > height * model_width:  # wider than the model: keep the middle columns
+        crop_w = (2 * height * model_width + model_height) // (2 * model_height)
+        return (width - crop_w) // 2, 0, crop_w, height
+    crop_h = (2 * width * model_height + model_width) // (2 * model_width)
+    return 0, (height - crop_h) // 2, width, crop_h
+
+
+def preprocess(pixels: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """uint8 RGB (h, w, 3) -> float32 (height, width, 3) in 0-255, by the contract in this module's docstring."""
+    left, top, crop_w, crop_h = center_crop_box(pixels.shape[1], pixels.shape[0], config.width, config.height)
+    x = tf.convert_to_tensor(pixels[top:top + crop_h, left:left + crop_w], tf.float32)[tf.newaxis]
+    while x.shape[1] >= 2 * config.height and x.shape[2] >= 2 * config.width:
+        x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+    x = tf.image.resize(x, (config.height, config.width), method="bilinear")
+    return x[0].numpy()
+
+
+def load_inputs(paths: list[Path], config: ModelConfig) -> np.ndarray:
+    """Read and preprocess image files into one float32 batch (n, height, width, 3)."""
+    batch = np.empty((len(paths), config.height, config.width, 3), np.float32)
+    for i, path in enumerate(paths):
+        batch[i] = preprocess(read_image(path), config)
+    return batch
+
+
+@dataclass
+class Network:
+    """The classifier and its two halves: `frozen` (raw image -> cut-layer features) and `top` (features -> probs).
+
+    They share layers: training `top` on cached `frozen` features trains `full`.
+    """
+
+    full: keras.Model
+    frozen: keras.Model
+    top: keras.Model
+    config: ModelConfig
+
+    def set_top_trainable(self, backbone: bool) -> None:
+        """Head always trainable; the backbone layers of `top` only when `backbone`. BatchNorm stays frozen."""
+        for layer in self.top.layers:
+            if layer.name.startswith(("conv_", "conv1")):
+                is_bn = isinstance(layer, keras.layers.BatchNormalization)
+                layer.trainable = backbone and not is_bn
+
+    def save(self, folder: Path) -> None:
+        """config.json + weights.npz (float16, keyed by variable path)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save(folder)
+        np.savez_compressed(folder / WEIGHTS_NAME,
+                            **{v.path: np.asarray(v.numpy(), np.float16) for v in self.full.weights})
+
+
+def _backbone(config: ModelConfig, weights: str | None) -> keras.Model:
+    try:
+        return keras.applications.MobileNet(input_shape=(config.height, config.width, 3), alpha=config.alpha,
+                                             include_top=False, weights=weights)
+    except (OSError, ValueError) as err:
+        raise SkinLesionError(f"cannot load MobileNet weights ({err}); offline, point KERAS_HOME at a Keras home "
+                              f"holding models/mobilenet_*_tf_no_top.h5 (e.g. ../shared/weights/keras) or pass "
+                              f"--weights FILE.h5") from None
+
+
+def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Network:
+    """MobileNet v1 cut before its classifier, then global pooling, Dropout, Dense(7) and a temperature softmax.
+
+    `weights`: "imagenet" (through KERAS_HOME or a download), a no-top .h5 path, or None (random; for loading).
+    """
+    base = _backbone(config, weights)
+    names = [layer.name for layer in base.layers]
+    if config.cut_layer not in names:
+        raise SkinLesionError(f"cut_layer {config.cut_layer!r} is not a MobileNet layer; e.g. conv_pw_6_relu")
+    cut = names.index(config.cut_layer)
+    frozen = keras.Model(base.input, base.layers[cut].output, name="frozen_base")
+    frozen.trainable = False
+
+    features = keras.Input(base.layers[cut].output.shape[1:], name="features")
+    x = features
+    for layer in base.layers[cut + 1:]:
+        x = layer(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    x = keras.layers.Dense(len(CODES), name="logits")(x)
+    x = keras.layers.Rescaling(1.0 / config.temperature, name="temperature")(x)
+    probabilities = keras.layers.Softmax(name="probabilities")(x)
+    top = keras.Model(features, probabilities, name="top")
+
+    image = keras.Input((config.height, config.width, 3), name="image")  # raw 0-255 RGB
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_mobilenet_range")(image)
+    # training=False keeps every BatchNorm in inference mode (the dequantized weights need it; see shared/weights)
+    full = keras.Model(image, top(frozen(scaled, training=False), training=False), name="skinlesion")
+    network = Network(full, frozen, top, config)
+    network.set_top_trainable(backbone=False)
+    return network
+
+
+def load_network(folder: Path) -> Network:
+    """The trained network saved in `folder` by Network.save."""
+    folder = Path(folder)
+    config = ModelConfig.load(folder)
+    network = build_network(config, weights=None)
+    try:
+        stored = np.load(folder / WEIGHTS_NAME)
+    except FileNotFoundError:
+        raise SkinLesionError(f"{folder / WEIGHTS_NAME} is missing; retrain with `python build.py --retrain`") from None
+    missing = [v.path for v in network.full.weights if v.path not in stored]
+    if missing:
+        raise SkinLesionError(f"{folder / WEIGHTS_NAME} does not match {CONFIG_NAME}: no {missing[0]} "
+                              f"({len(missing)} missing); retrain or restore both files together")
+    for v in network.full.weights:
+        v.assign(stored[v.path].astype(np.float32))
+    return network
+
+
+def predict(network: Network, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (n, 7) for a preprocessed float32 batch."""
+    return network.full.predict(inputs, batch_size=batch_size, verbose=0)

@@ -1,0 +1,188 @@
+"""Train the classifier on a lesion-grouped split, fast on a CPU.
+
+The frozen lower MobileNet blocks never change, so their output is computed once per image and view
+(`cache_features`: the original plus `views - 1` augmented copies of each training image), and both phases train the
+upper blocks and the head on that cache:
+- `train_head`: only Dropout + Dense learn (the backbone is frozen);
+- `fine_tune`: the upper MobileNet blocks learn too, with BatchNorm kept in inference mode.
+Checkpoints (best validation balanced accuracy) go to the run folder, never to git.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score
+
+from . import SkinLesionError, log
+from .classes import CODES
+from .data import Split, class_weights
+from .model import Network, keras, load_inputs
+
+TRAIN_CONFIG_NAME = "train_config.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; saved with the model so that a retrain can be repeated."""
+
+    seed: int = 42
+    views: int = 5  # cached views per training image: the original + (views - 1) augmented copies
+    batch_size: int = 32
+    head_epochs: int = 6
+    head_learning_rate: float = 1e-3
+    fine_tune_epochs: int = 15
+    fine_tune_learning_rate: float = 2e-4
+    class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
+    label_smoothing: float = 0.1
+    early_stopping_patience: int = 4
+    rotation: float = 0.5  # fraction of a full turn each way (0.5 = any angle)
+    shift: float = 0.1
+    zoom: float = 0.1
+    color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
+
+    def save(self, folder: Path) -> None:
+        (folder / TRAIN_CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise SkinLesionError(f"cannot read training config {path}: {err}") from None
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise SkinLesionError(f"{path}: unknown setting(s) {', '.join(unknown)}; "
+                                  f"valid: {', '.join(f.name for f in fields(cls))}")
+        return cls(**raw)
+
+
+def augmentation(config: TrainConfig) -> keras.Sequential:
+    """The training-only augmentation, as Keras preprocessing layers on raw 0-255 images."""
+    layers = [
+        keras.layers.RandomRotation(config.rotation, fill_mode="nearest", seed=config.seed),
+        keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="nearest", seed=config.seed + 1),
+        keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=config.seed + 2),
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=config.seed + 3),
+    ]
+    if config.color_jitter:
+        layers += [
+            keras.layers.RandomBrightness(config.color_jitter, value_range=(0, 255), seed=config.seed + 4),
+            keras.layers.RandomContrast(config.color_jitter, value_range=(0, 255), seed=config.seed + 5),
+        ]
+    return keras.Sequential(layers, name="augmentation")
+
+
+def cache_features(network: Network, frame: pd.DataFrame, views: int, config: TrainConfig,
+                   chunk: int = 128) -> np.ndarray:
+    """Frozen-backbone features, float16 (views, n, h, w, c): view 0 of the images as they are, the rest augmented."""
+    augment = augmentation(config) if views > 1 else None
+    paths = list(frame["path"])
+    out = np.empty((views, len(paths), *network.frozen.output.shape[1:]), np.float16)
+    scale = keras.layers.Rescaling(1 / 127.5, offset=-1)
+    for start in range(0, len(paths), chunk):
+        images = load_inputs(paths[start:start + chunk], network.config)
+        for view in range(views):
+            batch = images if view == 0 else augment(images, training=True)
+            out[view, start:start + len(images)] = network.frozen.predict(scale(batch), batch_size=64, verbose=0)
+        log.info("  cached %d/%d images x %d view(s)", min(start + chunk, len(paths)), len(paths), views)
+    return out
+
+
+class CachedViews(keras.utils.PyDataset):
+    """Batches of cached features, one randomly chosen view per image per epoch, with class-weighted samples."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, weights: dict[int, float], config: TrainConfig):
+        super().__init__()
+        self.features, self.labels = features, labels
+        self.one_hot = keras.utils.to_categorical(labels, len(CODES))
+        self.sample_weights = np.array([weights[int(y)] for y in labels], np.float32)
+        self.batch_size = config.batch_size
+        self.rng = np.random.default_rng(config.seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.labels))
+        self.view = self.rng.integers(0, self.features.shape[0], len(self.labels))
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        x = self.features[self.view[rows], rows].astype(np.float32)
+        return x, self.one_hot[rows], self.sample_weights[rows]
+
+
+class ValidationBalancedAccuracy(keras.callbacks.Callback):
+    """Adds val_balanced_accuracy to the epoch logs, for the checkpoint, LR schedule and early stopping."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray):
+        super().__init__()
+        self.features, self.labels = features, labels
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        predicted = self.model.predict(self.features, batch_size=64, verbose=0).argmax(1)
+        score = balanced_accuracy_score(self.labels, predicted)
+        if logs is not None:
+            logs["val_balanced_accuracy"] = score
+        log.info("  epoch %d: val balanced accuracy %.4f", epoch + 1, score)
+
+
+def _fit_phase(name: str, network: Network, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
+               epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path) -> dict:
+    """One training phase on the cache; leaves the best-on-validation weights in the network."""
+    checkpoint = run_dir / f"{name}.weights.h5"
+    monitor = dict(monitor="val_balanced_accuracy", mode="max")
+    network.top.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        ValidationBalancedAccuracy(val_features, val_labels),  # first: the others read its value
+        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
+        keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=True, save_weights_only=True, **monitor),
+        keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, **monitor),
+        keras.callbacks.CSVLogger(run_dir / f"{name}.log.csv"),
+    ]
+    started = time.perf_counter()
+    history = network.top.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
+    network.top.load_weights(checkpoint)
+    scores = history.history["val_balanced_accuracy"]
+    result = {"epochs": len(scores), "best_epoch": int(np.argmax(scores)) + 1,
+              "best_val_balanced_accuracy": float(max(scores)), "wall_time_s": round(time.perf_counter() - started, 1)}
+    log.info("%s: %s", name, result)
+    return result
+
+
+def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) -> dict:
+    """Cache features, train the head, fine-tune the upper blocks; returns per-stage facts (times, best epochs)."""
+    keras.utils.set_random_seed(config.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stages: dict[str, dict] = {}
+
+    started = time.perf_counter()
+    log.info("caching frozen features: train x %d views, validation", config.views)
+    train_features = cache_features(network, split.train, config.views, config)
+    val_features = cache_features(network, split.val, 1, config)[0].astype(np.float32)
+    stages["cache_features"] = {"wall_time_s": round(time.perf_counter() - started, 1),
+                                "train_views": config.views, "bytes": int(train_features.nbytes)}
+
+    train_labels, val_labels = split.train["label"].to_numpy(), split.val["label"].to_numpy()
+    weights = class_weights(train_labels, config.class_weight_power)
+    log.info("class weights: %s", {CODES[k]: round(v, 2) for k, v in weights.items()})
+    batches = CachedViews(train_features, train_labels, weights, config)
+
+    network.set_top_trainable(backbone=False)
+    stages["train_head"] = _fit_phase("train_head", network, batches, val_features, val_labels,
+                                      config.head_epochs, config.head_learning_rate, config, run_dir)
+    network.set_top_trainable(backbone=True)
+    stages["fine_tune"] = _fit_phase("fine_tune", network, batches, val_features, val_labels,
+                                     config.fine_tune_epochs, config.fine_tune_learning_rate, config, run_dir)
+    return stages

@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_subset
+from skinlesion import SkinLesionError
+from skinlesion.classes import CODES
+from skinlesion.data import class_weights, load_metadata, split_by_lesion
+
+
+@pytest.fixture(scope="module")
+def ham_split(ham_dir):
+    return split_by_lesion(load_metadata(ham_dir), seed=42)
+
+
+def test_no_lesion_in_two_splits(ham_split):
+    groups = {name: set(part["group"]) for name, part in ham_split.parts().items()}
+    lesions = {name: set(part["lesion_id"]) for name, part in ham_split.parts().items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not groups[a] & groups[b], f"groups in {a} and {b}: {sorted(groups[a] & groups[b])[:5]}"
+        assert not lesions[a] & lesions[b], f"lesions in {a} and {b}: {sorted(lesions[a] & lesions[b])[:5]}"
+    assert sum(len(p) for p in ham_split.parts().values()) == 10015
+
+
+def test_duplicate_pairs_land_in_one_split(ham_split, ham_dir):
+    where = pd.concat([p.assign(split=n) for n, p in ham_split.parts().items()]).set_index("image_id")["split"]
+    pairs = pd.read_csv(ham_dir / "newly_discovered_duplicates.csv")
+    for a, b in zip(pairs["from_img"], pairs["to_img"]):
+        assert where[Path(a).stem] == where[Path(b).stem], (a, b)
+
+
+def test_split_is_stratified_and_seeded(ham_split, ham_dir):
+    for name, part in ham_split.parts().items():
+        share = part["dx"].value_counts(normalize=True)
+        assert set(share.index) == set(CODES), name
+        assert abs(share["mel"] - 1113 / 10015) < 0.02, (name, share["mel"])
+        assert abs(share["nv"] - 6705 / 10015) < 0.02, (name, share["nv"])
+    again = split_by_lesion(load_metadata(ham_dir), seed=42)
+    assert list(again.test["image_id"]) == list(ham_split.test["image_id"])
+    other = split_by_lesion(load_metadata(ham_dir), seed=7)
+    assert list(other.test["image_id"]) != list(ham_split.test["image_id"])
+
+
+def test_kaggle_layout_is_read(ham_dir, tmp_path):
+    folder = make_subset(ham_dir, tmp_path / "kaggle", per_class=3, layout="kaggle")
+    frame = load_metadata(folder)
+    assert len(frame) == len(pd.read_csv(folder / "HAM10000_metadata.csv"))
+    assert {p.parent.name for p in frame["path"]} == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
+
+
+def test_wrong_folder(tmp_path):
+    with pytest.raises(SkinLesionError, match="does not exist"):
+        load_metadata(tmp_path / "nowhere")
+    with pytest.raises(SkinLesionError, match="no metadata in .*HAM10000_metadata.csv"):
+        load_metadata(tmp_path)
+
+
+def test_missing_column(ham_dir, tmp_path):
+    folder = make_subset(ham_dir, tmp_path / "d", per_class=1)
+    csv = folder / "HAM10000_metadata.csv"
+    pd.read_csv(csv).drop(columns=["dx"]).to_csv(csv, index=False)
+    # the only CSV lacks dx: it is not taken for metadata at all
+    with pytest.raises(SkinLesionError, match="lacks the column.*dx"):
+        load_metadata(folder)
+
+
+def test_unknown_dx(ham_dir, tmp_path):
+    folder = make_subset(ham_dir, tmp_path / "d", per_class=1)
+    csv = folder / "HAM10000_metadata.csv"
+    frame = pd.read_csv(csv)
+    frame.loc[0, "dx"] = "scc"
+    frame.to_csv(csv, index=False)
+    with pytest.raises(SkinLesionError, match="unknown dx value.*scc.*valid: akiec"):
+        load_metadata(folder)
+
+
+def test_missing_image_is_named(ham_dir, tmp_path):
+    folder = make_subset(ham_dir, tmp_path / "d", per_class=1)
+    gone = pd.read_csv(folder / "HAM10000_metadata.csv")["image_id"].iloc[0]
+    (folder / "images" / f"{gone}.jpg").unlink()
+    with pytest.raises(SkinLesionError, match=f"1 image.*{gone}"):
+        load_metadata(folder)
+
+
+def test_metadata_without_lesion_id_uses_images(ham_dir, tmp_path):
+    folder = make_subset(ham_dir, tmp_path / "d", per_class=2)
+    csv = folder / "HAM10000_metadata.csv"
+    frame = pd.read_csv(csv)[["image_id", "dx"]]
+    csv.unlink()
+    frame.to_csv(folder / "labels.csv", index=False)
+    loaded = load_metadata(folder)
+    assert list(loaded["group"]) == list(loaded["image_id"])
+
+
+def test_class_weights_balance_the_loss():
+    labels = np.array([0] * 10 + [1] * 90)
+    balanced = class_weights(labels, power=1.0)
+    assert balanced[0] * 10 == pytest.approx(balanced[1] * 90)
+    assert np.mean([balanced[int(y)] for y in labels]) == pytest.approx(1.0)
+    assert class_weights(labels, power=0.0)[0] == pytest.approx(1.0)

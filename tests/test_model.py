@@ -1,0 +1,86 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinlesion import SkinLesionError
+from skinlesion.model import ModelConfig, center_crop_box, preprocess, read_image
+
+CONFIG = ModelConfig(height=192, width=256)
+
+
+@pytest.mark.parametrize("size, box", [
+    ((200, 150), (0, 0, 200, 150)),      # HAM10000's 4:3: nothing cropped
+    ((400, 150), (100, 0, 200, 150)),    # wide: the middle columns
+    ((150, 400), (0, 143, 150, 113)),    # portrait: the middle rows; 112.5 rounds up, as Math.round does
+    ((1000, 1000), (0, 125, 1000, 750)),
+])
+def test_center_crop_box(size, box):
+    assert center_crop_box(*size, CONFIG.width, CONFIG.height) == box
+
+
+def test_preprocess_is_crop_then_bilinear_resize():
+    pixels = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    out = preprocess(pixels, CONFIG)
+    assert out.shape == (192, 256, 3) and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 255
+    flat = np.full((300, 300, 3), 77, np.uint8)
+    assert np.allclose(preprocess(flat, CONFIG), 77)
+
+
+def test_preprocess_halves_large_images_by_averaging():
+    # a 1-pixel checkerboard, 4x the model size: 2x2 averaging gives flat grey, plain bilinear would alias
+    board = (np.indices((768, 1024)).sum(0) % 2 * 255).astype(np.uint8)
+    out = preprocess(np.stack([board] * 3, -1), CONFIG)
+    assert np.allclose(out, 127.5, atol=1e-3)
+
+
+def _save(image: Image.Image, path, **kw):
+    image.save(path, **kw)
+    return path
+
+
+def test_read_image_handles_modes_and_orientation(tmp_path):
+    grey = read_image(_save(Image.new("L", (40, 30), 100), tmp_path / "g.png"))
+    assert grey.shape == (30, 40, 3) and (grey == 100).all()
+    clear = read_image(_save(Image.new("RGBA", (40, 30), (255, 0, 0, 0)), tmp_path / "a.png"))
+    assert (clear == 255).all(), "transparent pixels are composited on white"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rotated = read_image(_save(Image.new("RGB", (40, 30), (0, 200, 0)), tmp_path / "r.jpg", exif=exif))
+    assert rotated.shape == (40, 30, 3)
+
+
+def test_read_image_animated_gif_takes_first_frame(tmp_path):
+    frames = [Image.new("RGB", (20, 20), c) for c in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    first = read_image(path)
+    assert first[0, 0, 0] > 200 and first[0, 0, 2] < 50
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable image"),
+    (b"%PDF-1.4 not an image", "not a readable image"),
+])
+def test_read_image_refuses_non_images(tmp_path, content, message):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(content)
+    with pytest.raises(SkinLesionError, match=f"x.jpg: {message}"):
+        read_image(path)
+
+
+def test_read_image_refuses_truncated_jpeg(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[:2000])
+    with pytest.raises(SkinLesionError, match="cut.jpg: corrupt or truncated"):
+        read_image(path)
+
+
+def test_missing_model_folder_is_explained(tmp_path):
+    from skinlesion.model import load_network
+    with pytest.raises(SkinLesionError, match="no trained model in .*--retrain"):
+        load_network(tmp_path)
