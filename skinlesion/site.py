@@ -155,8 +155,15 @@ def _value(x: Any) -> str:
     return str(x)
 
 
+_ACRONYMS = {"auc": "AUC", "roc": "ROC", "ece": "ECE", "ci": "CI", "ci95": "95% CI", "mb": "MB", "tfjs": "TF.js"}
+
+
 def _humanize(key: str) -> str:
-    return key.replace("_", " ").replace(".", " · ").strip().capitalize()
+    """'macro_roc_auc' -> 'Macro ROC AUC'; dots in flattened keys become ' · '."""
+    words = key.replace(".", " · ").replace("_", " ").split()
+    words = [_ACRONYMS.get(w.lower(), w) for w in words]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
 
 
 def _flatten(data: Any, prefix: str = "", depth: int = 0) -> list[dict]:
@@ -250,8 +257,8 @@ def _confusion(matrix: Any, codes: list[str]) -> dict | None:
     if not (isinstance(matrix, list) and len(matrix) == len(codes) and codes
             and all(isinstance(r, list) and len(r) == len(codes) for r in matrix)):
         return None
-    rows = [{"code": code, "total": sum(row),
-             "cells": [{"count": n, "diagonal": i == j} for j, n in enumerate(row)]}
+    rows = [{"code": code, "total": _value(sum(row)),
+             "cells": [{"count": _value(n), "diagonal": i == j} for j, n in enumerate(row)]}
             for i, (code, row) in enumerate(zip(codes, matrix))]
     return {"codes": codes, "rows": rows, "matrix": matrix}
 
@@ -268,7 +275,8 @@ def _counts(cm: dict | None, codes: list[str]) -> dict[str, str]:
         mel_total = sum(m[k])
         others = [i for i in range(len(m)) if i != k]
         out["melanoma_sensitivity"] = f"{m[k][k]:,} of {mel_total:,}"
-        out["melanoma_specificity"] = f"{sum(sum(m[i]) - m[i][k] for i in others):,} of {sum(sum(m[i]) for i in others):,}"
+        negatives = sum(sum(m[i]) for i in others)
+        out["melanoma_specificity"] = f"{sum(sum(m[i]) - m[i][k] for i in others):,} of {negatives:,}"
     return out
 
 

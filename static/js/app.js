@@ -43,7 +43,10 @@ function showMessage(text, kind = 'error') {
 
 const modelReady = (async () => {
   selectBackend().then(
-    (b) => { els.backend.textContent = `${backendLabel(b.name)}: ${b.reason}`; },
+    (b) => {
+      const notes = b.notes.length ? ` (${b.notes.join('; ')})` : '';
+      els.backend.textContent = `${backendLabel(b.name)}: ${b.reason}${notes}`;
+    },
     () => { els.backend.textContent = 'none'; },
   );
   const model = await load(root.dataset.metadataUrl, {

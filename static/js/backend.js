@@ -105,7 +105,10 @@ async function select(forced) {
       let reason;
       if (name === forced) reason = 'chosen in the page URL';
       else if (name === 'webgl') reason = `GPU: ${webgl.renderer}`;
-      else if (name === 'wasm') reason = webgl.available ? `no hardware GPU (${webgl.renderer})` : 'no WebGL';
+      else if (name === 'wasm') {
+        if (webgl.realGpu) reason = 'WebGL did not start';
+        else reason = webgl.available ? 'no hardware GPU found (WebGL here is software)' : 'no WebGL';
+      }
       else reason = 'last resort';
       return { name, reason, renderer: webgl.renderer, notes };
     }
@@ -126,5 +129,5 @@ export function selectBackend({ forced = forcedFromUrl() } = {}) {
 
 /** A short human-readable label for a backend name. */
 export function backendLabel(name) {
-  return { webgl: 'WebGL (GPU)', wasm: 'WebAssembly (CPU)', cpu: 'plain JavaScript (CPU, slow)' }[name] ?? name;
+  return { webgl: 'WebGL', wasm: 'WebAssembly', cpu: 'plain JavaScript (slow)' }[name] ?? name;
 }
