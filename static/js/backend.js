@@ -91,6 +91,17 @@ async function trySetBackend(name) {
   }
 }
 
+function explain(name, webgl) {
+  if (name === 'webgl') {
+    return webgl.realGpu ? `GPU: ${webgl.renderer}` : 'WebAssembly did not start (WebGL here is software)';
+  }
+  if (name === 'wasm') {
+    if (webgl.realGpu) return 'WebGL did not start';
+    return webgl.available ? 'no hardware GPU found (WebGL here is software)' : 'no WebGL';
+  }
+  return 'the other backends did not start';
+}
+
 async function select(forced) {
   if (!tf) throw new Error('TensorFlow.js did not load (static/vendor/tfjs/tf.min.js).');
   const webgl = probeWebGL();
@@ -102,14 +113,7 @@ async function select(forced) {
     const failure = await trySetBackend(name);
     if (failure === null) {
       backendName = name;
-      let reason;
-      if (name === forced) reason = 'chosen in the page URL';
-      else if (name === 'webgl') reason = `GPU: ${webgl.renderer}`;
-      else if (name === 'wasm') {
-        if (webgl.realGpu) reason = 'WebGL did not start';
-        else reason = webgl.available ? 'no hardware GPU found (WebGL here is software)' : 'no WebGL';
-      }
-      else reason = 'last resort';
+      const reason = name === forced ? 'chosen in the page URL' : explain(name, webgl);
       return { name, reason, renderer: webgl.renderer, notes };
     }
     notes.push(`${name}: ${failure}`);

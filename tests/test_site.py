@@ -1,0 +1,278 @@
+"""Unit tests for skinlesion.site: the site renders from a model dir, with relative URLs, a CSP and the report."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from skinlesion import SkinLesionError, classes, site
+
+# A valid 1x1 PNG; the site only copies plot files, it never decodes them.
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf000000030101009a5c5a3b0000000049454e44ae426082"
+)
+CODES = [c.code for c in classes.CLASSES]
+
+
+def _report() -> dict:
+    cm = [[0] * 7 for _ in range(7)]
+    for i in range(7):
+        cm[i][i] = 10 + i
+    cm[4][5] = 6  # 6 melanomas called moles
+    cm[5][4] = 3  # 3 moles called melanoma
+    return {
+        "model": {"backbone": "MobileNet v1 alpha 1.0", "input": [192, 256], "tfjs_bytes": 6_300_000,
+                  "quantization": "float16"},
+        "split": {
+            name: {"images": n, "lesions": n - 100, "per_class": {c: n // 7 for c in CODES}}
+            for name, n in (("train", 7123), ("val", 1489), ("test", 1403))
+        },
+        "test": {
+            "images": 1403, "accuracy": 0.8123, "balanced_accuracy": 0.7141, "top2_accuracy": 0.9012,
+            "top3_accuracy": 0.9567, "macro_roc_auc": 0.9345,
+            "melanoma": {"sensitivity": 0.6187, "specificity": 0.9123},
+            "per_class": {c: {"precision": 0.512 + i / 100, "recall": 0.433, "f1": 0.471, "support": 40 + i,
+                              "roc_auc": 0.876} for i, c in enumerate(CODES)},
+            "confusion_matrix": cm,
+            "ece": 0.0432,  # an extra key the card does not know yet
+        },
+        "plots": {"confusion_matrix": "confusion_matrix.png", "reliability": "plots/reliability.png"},
+        "training": {"wall_time_s": 1800, "seed": 42, "date": "2026-11-29"},
+        "calibration": {"temperature": 1.37},
+    }
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A fake model dir as the pipeline writes it: tfjs/{model.json,*.bin,metadata.json}, report.json, plots."""
+    d = tmp_path / "model"
+    (d / "tfjs").mkdir(parents=True)
+    (d / "tfjs" / "model.json").write_text(json.dumps({"format": "graph-model", "weightsManifest": []}))
+    (d / "tfjs" / "group1-shard1of1.bin").write_bytes(b"\0" * 16)
+    metadata = {
+        "name": "skinlesion-mobilenet", "model_url": "model.json",
+        "input": {"height": 192, "width": 256, "channels": 3, "value_range": [0, 255], "crop": "center",
+                  "resize": "bilinear", "half_pixel_centers": True},
+        "output": "probabilities", "classes": classes.as_dicts(), "temperature": 1.0, "version": "abc123de",
+    }
+    (d / "tfjs" / "metadata.json").write_text(json.dumps(metadata))
+    (d / "report.json").write_text(json.dumps(_report()))
+    (d / "confusion_matrix.png").write_bytes(PNG_1X1)
+    (d / "plots").mkdir()
+    (d / "plots" / "reliability.png").write_bytes(PNG_1X1)
+    return d
+
+
+@pytest.fixture
+def built(model_dir: Path, tmp_path: Path) -> Path:
+    return site.build_site(model_dir, tmp_path / "dist")
+
+
+class _Links(HTMLParser):
+    """Collects every URL-valued attribute and the CSP meta tags of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.csp: list[str] = []
+        self.scripts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        for key in ("href", "src", "action", "data-metadata-url", "poster", "srcset"):
+            if a.get(key) is not None:
+                self.urls.append(a[key])
+        if tag == "meta" and (a.get("http-equiv") or "").lower() == "content-security-policy":
+            self.csp.append(a.get("content") or "")
+        if tag == "script" and a.get("src"):
+            self.scripts.append(a["src"])
+
+
+def _parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+PAGES = ("index.html", "model-card.html")
+
+
+def test_build_writes_pages_static_and_model(built: Path) -> None:
+    expected = [
+        "index.html", "model-card.html", "static/css/style.css", "static/js/app.js", "static/js/backend.js",
+        "static/js/classifier.js", "static/vendor/tfjs/tf.min.js", "static/vendor/tfjs/tf-backend-wasm.min.js",
+        "static/vendor/tfjs/tfjs-backend-wasm-simd.wasm", "model/model.json", "model/group1-shard1of1.bin",
+        "model/metadata.json", "model/confusion_matrix.png", "model/plots/reliability.png",
+    ]
+    missing = [p for p in expected if not (built / p).is_file()]
+    assert missing == [], f"missing from {built}: {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_all_urls_relative_and_resolvable(built: Path, page: str) -> None:
+    urls = _parse(built / page).urls
+    assert urls, f"no URLs found in {page}"
+    absolute = [u for u in urls if u.startswith(("/", "http:", "https:", "//"))]
+    assert absolute == [], f"{page} has absolute URLs (break under a GitHub Pages sub-path): {absolute}"
+    targets = {u.split("#")[0] for u in urls if not u.startswith(("#", "data:"))} - {""}
+    dangling = sorted(u for u in targets if not (built / u).is_file())
+    assert dangling == [], f"{page} links to files that are not in the build: {dangling}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_csp_meta_allows_own_origin_only(built: Path, page: str) -> None:
+    csp = _parse(built / page).csp
+    assert csp == [site.CSP], f"{page}: CSP meta tags {csp}"
+    directives = dict(d.strip().split(" ", 1) for d in site.CSP.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["connect-src"] == "'self'"
+    assert "'unsafe-eval'" not in site.CSP and "'unsafe-inline'" not in site.CSP
+    assert not re.search(r"https?:|\*", site.CSP), site.CSP
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_disclaimer_on_every_page(built: Path, page: str) -> None:
+    html = (built / page).read_text(encoding="utf-8")
+    assert "Not a diagnosis." in html
+    assert "Your photo never leaves your device" in html
+
+
+def test_index_loads_tfjs_before_the_module(built: Path) -> None:
+    scripts = _parse(built / "index.html").scripts
+    assert scripts == ["static/js/tfjs-csp-shim.js", "static/vendor/tfjs/tf.min.js",
+                       "static/vendor/tfjs/tf-backend-wasm.min.js", "static/js/app.js"]
+    assert 'data-metadata-url="model/metadata.json"' in (built / "index.html").read_text(encoding="utf-8")
+
+
+def test_index_class_list_comes_from_metadata(model_dir: Path, tmp_path: Path) -> None:
+    meta_path = model_dir / "tfjs" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["classes"][0]["name"] = "Renamed class from metadata"
+    meta_path.write_text(json.dumps(meta))
+    html = (site.build_site(model_dir, tmp_path / "out") / "index.html").read_text(encoding="utf-8")
+    assert "Renamed class from metadata" in html
+    assert "What the 7 classes mean" in html
+
+
+def _cells(html: str, attr: str, value: str) -> list[str]:
+    """The text of the cells in the table row with attr=value, tags stripped."""
+    row = re.search(rf'<tr {attr}="{value}">(.*?)</tr>', html, re.S)
+    assert row, f'no row {attr}="{value}"'
+    return [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row.group(1), re.S)]
+
+
+def test_model_card_shows_report_metrics(built: Path) -> None:
+    html = (built / "model-card.html").read_text(encoding="utf-8")
+    expected = {"accuracy": "81.2%", "balanced_accuracy": "71.4%", "top2_accuracy": "90.1%",
+                "top3_accuracy": "95.7%", "macro_roc_auc": "0.934", "melanoma_sensitivity": "61.9%",
+                "melanoma_specificity": "91.2%"}
+    for key, value in expected.items():
+        assert value in _cells(html, "data-metric", key)[1], f"{key}: {_cells(html, 'data-metric', key)}"
+    # counts behind the rates, from the confusion matrix: 14 of 20 melanomas found, 3 moles flagged
+    assert _cells(html, "data-metric", "melanoma_sensitivity")[1][1:] == ["14", "of", "20"]
+    assert "1403" in html.replace(",", "")
+
+
+def test_model_card_per_class_split_and_plots(built: Path) -> None:
+    html = (built / "model-card.html").read_text(encoding="utf-8")
+    mel = _cells(html, "data-class", "mel")
+    assert mel[1:] == [["0.552"], ["0.433"], ["0.471"], ["0.876"], ["44"]], mel
+    assert "Melanoma" in mel[0]
+    assert _cells(html, "data-split", "train")[1:3] == [["7,123"], ["7,023"]]
+    assert '<img src="model/confusion_matrix.png"' in html
+    assert '<img src="model/plots/reliability.png"' in html  # every entry of "plots" is shown
+    assert "ECE" in html and "0.0432" in html  # unknown test keys are rendered, not dropped
+    assert "Temperature" in html and "1.37" in html  # unknown top-level sections too
+
+
+def test_model_card_data_and_limitations(built: Path) -> None:
+    html = (built / "model-card.html").read_text(encoding="utf-8")
+    for fact in ("HAM10000", "CC BY-NC-SA 4.0", "Tschandl", "doi:10.1038/sdata.2018.161", "Intended use",
+                 "Dermatoscopic images only", "fair (light)", "Austria", "Australia", "MobileNet v1 alpha 1.0",
+                 "256 x 192 px", "6.3 MB", "float16", "abc123de"):
+        assert fact in html, fact
+
+
+def test_model_card_tolerates_a_minimal_report(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "report.json").write_text(json.dumps({"test": {"accuracy": 0.5}}))
+    html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
+    assert "50.0%" in _cells(html, "data-metric", "accuracy")[1]
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(SkinLesionError, match=r"nowhere/tfjs/metadata\.json not found.*build\.py --retrain --data DIR"):
+        site.build_site(missing, tmp_path / "dist")
+    assert not (tmp_path / "dist").exists()
+
+
+def test_missing_report_is_a_clear_error(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "report.json").unlink()
+    with pytest.raises(SkinLesionError, match=r"report\.json not found.*build\.py --retrain"):
+        site.build_site(model_dir, tmp_path / "dist")
+
+
+def test_broken_json_and_missing_plot_are_clear_errors(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "plots" / "reliability.png").unlink()
+    with pytest.raises(SkinLesionError, match=r"reliability\.png \(plot 'reliability' in report\.json\) not found"):
+        site.build_site(model_dir, tmp_path / "dist")
+    (model_dir / "report.json").write_text("{not json")
+    with pytest.raises(SkinLesionError, match=r"report\.json is not readable JSON"):
+        site.build_site(model_dir, tmp_path / "dist")
+
+
+def test_rebuild_replaces_a_previous_build(model_dir: Path, tmp_path: Path) -> None:
+    out = site.build_site(model_dir, tmp_path / "dist")
+    (out / "stale.txt").write_text("left over")
+    site.build_site(model_dir, out)
+    assert not (out / "stale.txt").exists()
+    assert (out / "index.html").is_file()
+
+
+def test_refuses_to_delete_a_folder_that_is_not_a_build(model_dir: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(SkinLesionError, match=r"precious exists and does not look like a previous site build"):
+        site.build_site(model_dir, precious)
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (site.build_site(model_dir, empty) / "index.html").is_file()
+
+
+def test_js_reads_classes_and_sizes_from_metadata() -> None:
+    """The JS must not hard-code the class list or the input size: both come from metadata.json."""
+    for name in ("classifier.js", "app.js", "backend.js"):
+        js = (site.STATIC_DIR / "js" / name).read_text(encoding="utf-8")
+        found = [c for c in CODES if re.search(rf"['\"`]{c}['\"`]", js)]
+        assert found == [], f"{name} hard-codes class codes {found}"
+        assert not re.search(r"\b(192|256|224)\b", js), f"{name} hard-codes an input size"
+
+
+def test_server_sends_wasm_and_module_mime_types(built: Path) -> None:
+    server = site.make_server(built, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        for path, mime in (("static/vendor/tfjs/tfjs-backend-wasm-simd.wasm", "application/wasm"),
+                           ("static/js/app.js", "text/javascript"), ("model/metadata.json", "application/json"),
+                           ("index.html", "text/html")):
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                assert r.headers.get_content_type() == mime, f"{path}: {r.headers['Content-Type']}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_refuses_a_folder_without_a_build(tmp_path: Path) -> None:
+    with pytest.raises(SkinLesionError, match=r"index\.html not found: build the site first"):
+        site.make_server(tmp_path, port=0)
