@@ -108,8 +108,8 @@ def evaluate_folder(model_dir: Path, data_dir: Path, only_test_split: bool = Fal
     Returns (metrics, how many of the images the model was trained or tuned on); `only_test_split` keeps just the
     images of the model's own test split (by image_id, from split.csv).
     """
-    network = load_network(model_dir)
     frame = load_metadata(Path(data_dir))
+    network = load_network(model_dir)
     split_csv = Path(model_dir) / SPLIT_NAME
     seen = 0
     if split_csv.is_file():

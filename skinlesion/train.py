@@ -22,7 +22,7 @@ from sklearn.metrics import balanced_accuracy_score
 from . import SkinLesionError, log
 from .classes import CODES
 from .data import Split, class_weights
-from .model import Network, keras, load_inputs
+from .model import Network, keras, load_inputs, tf
 
 TRAIN_CONFIG_NAME = "train_config.json"
 
@@ -81,14 +81,15 @@ def augmentation(config: TrainConfig) -> keras.Sequential:
 def cache_features(network: Network, frame: pd.DataFrame, views: int, config: TrainConfig,
                    chunk: int = 128) -> np.ndarray:
     """Frozen-backbone features, float16 (views, n, h, w, c): view 0 of the images as they are, the rest augmented."""
-    augment = augmentation(config) if views > 1 else None
+    augmentation_layers = augmentation(config)
+    augment = tf.function(lambda images: augmentation_layers(images, training=True))  # graph mode: ~3x faster
     paths = list(frame["path"])
     out = np.empty((views, len(paths), *network.frozen.output.shape[1:]), np.float16)
     scale = keras.layers.Rescaling(1 / 127.5, offset=-1)
     for start in range(0, len(paths), chunk):
         images = load_inputs(paths[start:start + chunk], network.config)
         for view in range(views):
-            batch = images if view == 0 else augment(images, training=True)
+            batch = images if view == 0 else augment(images)
             out[view, start:start + len(images)] = network.frozen.predict(scale(batch), batch_size=64, verbose=0)
         log.info("  cached %d/%d images x %d view(s)", min(start + chunk, len(paths)), len(paths), views)
     return out

@@ -1,0 +1,39 @@
+import re
+from pathlib import Path
+
+from skinlesion import cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_every_option_is_in_the_readme():
+    readme = README.read_text()
+    parser = cli._parser()
+    options = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        options |= {o for action in sub._actions for o in action.option_strings if o.startswith("--")}
+    options -= {"--help"}
+    missing = sorted(o for o in options if not re.search(re.escape(o) + r"\b", readme))
+    assert not missing, f"options not documented in README.md: {missing}"
+
+
+def test_retrain_without_data_is_refused(capsys, tmp_path):
+    assert cli.main(["--retrain", "--model", str(tmp_path / "m"), "--dist", str(tmp_path / "d")]) == 1
+    assert "error: --retrain needs --data DIR" in capsys.readouterr().err
+
+
+def test_missing_model_is_explained(capsys, tmp_path):
+    assert cli.main(["predict", str(tmp_path), "--model", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert "error: no trained model in" in err and "Traceback" not in err
+
+
+def test_evaluate_wrong_folder(capsys, tmp_path):
+    assert cli.main(["evaluate", "--data", str(tmp_path / "nope"), "--model", str(tmp_path)]) == 1
+    assert "does not exist or is not a folder" in capsys.readouterr().err
+
+
+def test_predict_missing_path(capsys, tmp_path):
+    from conftest import SHIPPED_MODEL
+    assert cli.main(["predict", str(tmp_path / "ghost.jpg"), "--model", str(SHIPPED_MODEL)]) == 1
+    assert "ghost.jpg: no such file or folder" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""End to end on a tiny subset: retrain -> model folder -> predict / evaluate / export contract."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from skinlesion import cli
+from skinlesion.classes import CODES, as_dicts
+from skinlesion.export import read_metadata
+from skinlesion.model import load_network
+
+pytestmark = pytest.mark.slow
+
+
+def test_retrain_writes_a_complete_model(tiny_model):
+    for name in ("config.json", "train_config.json", "weights.npz", "report.json", "split.csv",
+                 "confusion_matrix.png", "reliability.png", "tfjs/model.json", "tfjs/metadata.json"):
+        assert (tiny_model / name).is_file(), name
+    report = json.loads((tiny_model / "report.json").read_text())
+    assert set(report["test"]["per_class"]) == set(CODES)
+    assert report["test"]["images"] == report["split"]["test"]["images"]
+    assert report["training"]["wall_time_s"] > 0
+    assert report["calibration"]["fit_on"] == "validation"
+
+
+def test_metadata_contract_matches_python(tiny_model):
+    metadata = read_metadata(tiny_model / "tfjs")
+    network = load_network(tiny_model)
+    assert metadata["classes"] == as_dicts()
+    assert [metadata["input"]["height"], metadata["input"]["width"], 3] == list(network.full.input_shape[1:])
+    assert metadata["temperature"] == pytest.approx(network.config.temperature)
+    assert 0 <= metadata["thresholds"]["mel"] <= 1
+
+
+def test_predict_writes_csv_and_reports_bad_files(tiny_model, tiny_ham, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "notes.jpg").write_text("not an image")
+    out = tmp_path / "predictions.csv"
+    code = cli.main(["predict", str(tiny_ham / "images"), str(bad), "--out", str(out), "--model", str(tiny_model)])
+    assert code == 1, "a skipped file makes the exit code non-zero"
+    assert "notes.jpg: not a readable image" in capsys.readouterr().err
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["image", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    images = sorted(p.stem for p in (tiny_ham / "images").iterdir())
+    assert sorted(r[0] for r in rows[1:]) == images
+    sums = np.array([[float(v) for v in r[1:]] for r in rows[1:]]).sum(1)
+    assert np.allclose(sums, 1, atol=1e-5)
+
+
+def test_predict_all_good_exits_zero(tiny_model, tiny_ham, capsys):
+    image = next((tiny_ham / "images").iterdir())
+    assert cli.main(["predict", str(image), "--model", str(tiny_model)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("image,akiec") and lines[1].startswith(image.stem + ",")
+
+
+def test_evaluate_prints_metrics_and_warns_about_seen_images(tiny_model, tiny_ham, capsys):
+    assert cli.main(["evaluate", "--data", str(tiny_ham), "--model", str(tiny_model)]) == 0
+    captured = capsys.readouterr()
+    assert "balanced accuracy" in captured.out and "melanoma sensitivity" in captured.out
+    assert "were used to train or tune this model" in captured.err
+    assert cli.main(["evaluate", "--data", str(tiny_ham), "--model", str(tiny_model), "--test-split"]) == 0
+    captured = capsys.readouterr()
+    test_images = sum(1 for line in (tiny_model / "split.csv").read_text().splitlines() if line.endswith(",test"))
+    assert f"images               {test_images}" in captured.out
+    assert "were used to train" not in captured.err
