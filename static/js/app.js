@@ -72,14 +72,18 @@ modelReady.catch((err) => {
 
 // ---------------------------------------------------------------- decoding
 
+// Unpremultiplied pixels: the WebGL backend uploads an ImageBitmap as stored, and premultiplied colours
+// would be darkened a second time when the classifier composites transparency on white (seen in Chromium).
+const DECODE = { imageOrientation: 'from-image', premultiplyAlpha: 'none' };
+
 async function decode(file) {
   try {
-    return await createImageBitmap(file, { imageOrientation: 'from-image' });
+    return await createImageBitmap(file, DECODE);
   } catch (err) {
     // Browsers that predate the 'from-image' value (Chrome < 111, Safari < 16.4) reject it with a
     // TypeError; they apply EXIF orientation by default anyway.
     if (err?.name !== 'TypeError') throw err;
-    return createImageBitmap(file);
+    return createImageBitmap(file, { premultiplyAlpha: 'none' });
   }
 }
 
@@ -91,6 +95,7 @@ async function downscale(bitmap) {
     resizeWidth: Math.max(1, Math.round(bitmap.width * scale)),
     resizeHeight: Math.max(1, Math.round(bitmap.height * scale)),
     resizeQuality: 'high',
+    premultiplyAlpha: 'none',
   });
   bitmap.close();
   return smaller;
@@ -126,6 +131,13 @@ function renderResult(card, model, results, ms) {
   card.querySelector('.top-description').textContent = best.description ?? '';
   card.querySelector('.top-urgency').textContent = best.urgency ?? '';
   card.querySelector('.result-top').hidden = false;
+
+  const alertBox = card.querySelector('.result-alert');
+  const alerts = model.alerts(results);
+  alertBox.textContent = alerts.map((a) => `The ${a.name.toLowerCase()} score (${formatPercent(a.probability)}) `
+    + `reaches the alert threshold (${formatPercent(a.threshold)}) chosen on validation images so that most `
+    + 'such lesions are caught. Have this lesion checked by a doctor.').join(' ');
+  alertBox.hidden = alerts.length === 0;
 
   const bars = card.querySelector('.bars');
   for (const r of results) {

@@ -13,23 +13,17 @@ export function numTensors() {
   return tf.memory().numTensors;
 }
 
-/** Python's round(): halves go to the even neighbour, so the crop matches the Python side exactly. */
-export function roundHalfEven(x) {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
 /**
  * The centre crop of a w x h image to the aspect width/height, as {x, y, width, height}.
- * Same rule as the Python pipeline: cut the longer side, keep the middle, round half to even.
+ * The same integer arithmetic as the Python side (model.center_crop_box): cut the longer side to the
+ * model's aspect, rounding halves up, and keep the middle.
  */
 export function centreCrop(w, h, width, height) {
-  const aspect = width / height;
-  if (w / h > aspect) {
-    const cropW = roundHalfEven(h * aspect);
+  if (w * height > h * width) {
+    const cropW = Math.floor((2 * h * width + height) / (2 * height));
     return { x: Math.floor((w - cropW) / 2), y: 0, width: cropW, height: h };
   }
-  const cropH = roundHalfEven(w / aspect);
+  const cropH = Math.floor((2 * w * height + width) / (2 * width));
   return { x: 0, y: Math.floor((h - cropH) / 2), width: w, height: cropH };
 }
 
@@ -113,7 +107,9 @@ export async function load(metadataUrl, { onProgress } = {}) {
 
   const { height, width } = metadata.input;
   const classes = metadata.classes;
-  const temperature = Number(metadata.temperature ?? 1) || 1;
+  // Shrink by 2x2 averages while the crop is at least this many times the input in both sides (Python does the
+  // same): bilinear resizing alone aliases badly when it shrinks a photo many times. Absent: no halving.
+  const halveAt = Number(metadata.input.halve_while_at_least) || Infinity;
 
   async function run(input4d) {
     const output = tf.tidy(() => firstOutput(model.predict(input4d)));
@@ -137,29 +133,32 @@ export async function load(metadataUrl, { onProgress } = {}) {
 
   function preprocess(source) {
     return tf.tidy(() => {
-      const pixels = tf.browser.fromPixels(source, 3);
-      const [h, w] = pixels.shape;
+      const rgba = tf.browser.fromPixels(source, 4);
+      const [h, w] = rgba.shape;
       const crop = centreCrop(w, h, width, height);
-      const cropped = pixels.slice([crop.y, crop.x, 0], [crop.height, crop.width, 3]);
+      const cropped = rgba.slice([crop.y, crop.x, 0], [crop.height, crop.width, 4]).toFloat();
+      // Transparent pixels are composited on white, as the page shows them and as Python reads them;
+      // opaque pixels come through unchanged (alpha 1).
+      const alpha = cropped.slice([0, 0, 3], [-1, -1, 1]).div(255);
+      const rgb = cropped.slice([0, 0, 0], [-1, -1, 3]);
+      let x = rgb.mul(alpha).add(alpha.neg().add(1).mul(255)).round().expandDims(0);
+      while (x.shape[1] >= halveAt * height && x.shape[2] >= halveAt * width) {
+        x = tf.avgPool(x, 2, 2, 'valid');
+      }
       // alignCorners=false, halfPixelCenters=true: what Python's tf.image.resize does.
-      const resized = tf.image.resizeBilinear(cropped, [height, width], false, true);
-      return resized.toFloat().expandDims(0);
+      return tf.image.resizeBilinear(x, [height, width], false, true);
     });
   }
 
   function toResults(probs) {
-    let values = Array.from(probs);
-    if (temperature !== 1) {
-      // p^(1/T) renormalised equals softmax(logits / T): temperature scaling on probabilities.
-      values = values.map((p) => p ** (1 / temperature));
-      const sum = values.reduce((a, b) => a + b, 0);
-      values = values.map((p) => p / sum);
-    }
-    return classes.map((c, i) => ({ code: c.code, name: c.name ?? c.code, probability: values[i] }));
+    // The model already outputs calibrated probabilities: the temperature is a layer inside it, so the
+    // metadata's "temperature" is informational and is not applied again here.
+    return classes.map((c, i) => ({ code: c.code, name: c.name ?? c.code, probability: probs[i] }));
   }
 
   /**
-   * Classifies one image (ImageBitmap, ImageData, HTMLImageElement, canvas or video).
+   * Classifies one image (ImageBitmap, ImageData, HTMLImageElement, canvas or video). Create ImageBitmaps
+   * with {premultiplyAlpha: 'none'} so that transparent images match Python on the WebGL backend too.
    * @returns {Promise<Array<{code: string, name: string, probability: number}>>} in metadata class order
    */
   async function classify(source) {
@@ -179,6 +178,14 @@ export async function load(metadataUrl, { onProgress } = {}) {
     classifyTopK: async (source, k = 3) => topK(await classify(source), k),
     /** The metadata entry (code, name, description, urgency, ...) for a class code. */
     classInfo: (code) => classes.find((c) => c.code === code),
+    /**
+     * Alert thresholds from the metadata ({code: probability}) that these results reach or pass, as
+     * [{code, name, probability, threshold}]; thresholds were chosen on validation images by the pipeline.
+     */
+    alerts: (results) => Object.entries(metadata.thresholds ?? {}).flatMap(([code, threshold]) => {
+      const r = results.find((x) => x.code === code);
+      return r && typeof threshold === 'number' && r.probability >= threshold ? [{ ...r, threshold }] : [];
+    }),
     dispose: () => model.dispose(),
   };
 }
