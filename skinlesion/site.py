@@ -159,7 +159,8 @@ _ACRONYMS = {"auc": "AUC", "roc": "ROC", "ece": "ECE", "ci": "CI", "ci95": "95% 
 
 
 def _humanize(key: str) -> str:
-    """'macro_roc_auc' -> 'Macro ROC AUC'; dots in flattened keys become ' · '."""
+    """'macro_roc_auc' -> 'Macro ROC AUC', 'wall_time_s' -> 'Wall time (s)'; dots in flattened keys become ' · '."""
+    key = re.sub(r"_s\b", " (s)", key)
     words = key.replace(".", " · ").replace("_", " ").split()
     words = [_ACRONYMS.get(w.lower(), w) for w in words]
     text = " ".join(words)
@@ -193,9 +194,28 @@ _METRICS = (
     ("top2_accuracy", "Top-2 accuracy", _pct, "The right class is among the two most likely."),
     ("top3_accuracy", "Top-3 accuracy", _pct, "The right class is among the three most likely."),
     ("macro_roc_auc", "Macro ROC AUC", _dec, "Mean one-vs-rest ROC AUC over the classes (1 is perfect, 0.5 is chance)."),
+    ("expected_calibration_error", "Expected calibration error", _dec,
+     "Mean gap between how sure the model is and how often it is right (0 is perfectly calibrated)."),
 )
-_KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "per_class", "confusion_matrix"}
-_KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training"}
+_KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_at_threshold", "per_class",
+                                                "confusion_matrix", "bootstrap_95"}
+_MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
+_KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data"}
+
+
+def _melanoma_rows(rates: dict, key: str, label: str, how: str, fallback: dict[str, str]) -> list[dict]:
+    """Sensitivity and specificity rows for one way of flagging melanoma, with counts where the report has them."""
+    rows = []
+    tp, fn, tn, fp = (rates.get(k) for k in ("true_positives", "false_negatives", "true_negatives", "false_positives"))
+    counts = {"sensitivity": f"{tp:,} of {tp + fn:,}" if isinstance(tp, int) and isinstance(fn, int) else "",
+              "specificity": f"{tn:,} of {tn + fp:,}" if isinstance(tn, int) and isinstance(fp, int) else ""}
+    helps = {"sensitivity": f"Share of melanomas flagged ({how}).",
+             "specificity": f"Share of other lesions not flagged as melanoma ({how})."}
+    for name in ("sensitivity", "specificity"):
+        if name in rates:
+            rows.append({"key": f"{key}_{name}", "label": f"{label} {name}", "value": _pct(rates[name]),
+                         "help": helps[name], "count": counts[name] or fallback.get(f"{key}_{name}", "")})
+    return rows
 
 
 def _model_card(report: dict, metadata: dict) -> dict:
@@ -213,14 +233,24 @@ def _model_card(report: dict, metadata: dict) -> dict:
             metrics.append({"key": key, "label": label, "value": fmt(test[key]), "help": help_text,
                             "count": counts.get(key, "")})
     melanoma = test.get("melanoma") or {}
-    for key, help_text in (("sensitivity", "Share of melanomas the model ranks as melanoma (top class)."),
-                           ("specificity", "Share of non-melanomas it does not call melanoma.")):
-        if key in melanoma:
-            metrics.append({"key": f"melanoma_{key}", "label": f"Melanoma {key}", "value": _pct(melanoma[key]),
-                            "help": help_text, "count": counts.get(f"melanoma_{key}", "")})
+    metrics += _melanoma_rows(melanoma, "melanoma", "Melanoma", "melanoma is the top class", counts)
+    at_threshold = test.get("melanoma_at_threshold") or {}
+    if isinstance(at_threshold.get("threshold"), (int, float)):
+        how = f"melanoma probability at least {_pct(at_threshold['threshold'])}, a threshold chosen on validation"
+        metrics += _melanoma_rows(at_threshold, "melanoma_at_threshold", "Melanoma alert", how, {})
+    intervals = test.get("bootstrap_95") or {}
+    for m in metrics:
+        m["ci"] = ""
+        ci = intervals.get(m["key"])
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            fmt = _dec if m["key"] in ("macro_roc_auc", "expected_calibration_error") else _pct
+            m["ci"] = f"95% CI {fmt(ci[0])} to {fmt(ci[1])}"
     extra_test = [r for k, v in test.items() if k not in _KNOWN_TEST_KEYS for r in _flatten({k: v})]
-    extra_test += [r for k, v in melanoma.items() if k not in ("sensitivity", "specificity")
-                   for r in _flatten({f"melanoma.{k}": v})]
+    shown = {m["key"] for m in metrics}
+    extra_test += [r for k, v in intervals.items() if k not in shown for r in _flatten({f"bootstrap 95.{k}": v})]
+    for prefix, rates in (("melanoma", melanoma), ("melanoma at threshold", at_threshold)):
+        extra_test += [r for k, v in rates.items() if k not in {"sensitivity", "specificity", "threshold"}
+                       | _MELANOMA_COUNT_KEYS for r in _flatten({f"{prefix}.{k}": v})]
 
     per_class_raw = test.get("per_class") or {}
     order = codes + [c for c in per_class_raw if c not in codes]
@@ -237,6 +267,7 @@ def _model_card(report: dict, metadata: dict) -> dict:
 
     extra_sections = [{"title": _humanize(k), "rows": rows} for k, v in report.items()
                       if k not in _KNOWN_TOP_KEYS and (rows := _flatten(v))]
+    data = report.get("data") or {}
     return {
         "classes": classes,
         "test_images": test.get("images"),
@@ -246,6 +277,8 @@ def _model_card(report: dict, metadata: dict) -> dict:
         "confusion": cm,
         "plots": plots,
         "split": _split_table(report.get("split") or {}, codes),
+        # the data folder's path is the build machine's, not something a reader of the site can use
+        "data_images": _value(data["images"]) if isinstance(data.get("images"), int) else None,
         "facts": _facts(report, metadata),
         "extra_sections": extra_sections,
         "temperature": metadata.get("temperature"),

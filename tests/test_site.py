@@ -22,31 +22,52 @@ CODES = [c.code for c in classes.CLASSES]
 
 
 def _report() -> dict:
+    """A report shaped like the one the pipeline writes (evaluate.metrics + pipeline.retrain)."""
     cm = [[0] * 7 for _ in range(7)]
     for i in range(7):
         cm[i][i] = 10 + i
     cm[4][5] = 6  # 6 melanomas called moles
     cm[5][4] = 3  # 3 moles called melanoma
     return {
-        "model": {"backbone": "MobileNet v1 alpha 1.0", "input": [192, 256], "tfjs_bytes": 6_300_000,
-                  "quantization": "float16"},
+        "model": {"backbone": "MobileNet v1 alpha 1.0", "input": [192, 256], "fine_tuned_from": "conv_pw_6_relu",
+                  "quantization": "float16", "tfjs_bytes": 6_300_000, "temperature": 1.37},
+        "data": {"folder": "/home/someone/secret/ham10000", "images": 10015},
         "split": {
             name: {"images": n, "lesions": n - 100, "per_class": {c: n // 7 for c in CODES}}
             for name, n in (("train", 7123), ("val", 1489), ("test", 1403))
         },
         "test": {
             "images": 1403, "accuracy": 0.8123, "balanced_accuracy": 0.7141, "top2_accuracy": 0.9012,
-            "top3_accuracy": 0.9567, "macro_roc_auc": 0.9345,
-            "melanoma": {"sensitivity": 0.6187, "specificity": 0.9123},
+            "top3_accuracy": 0.9567, "macro_roc_auc": 0.9345, "expected_calibration_error": 0.0432,
+            "melanoma": {"sensitivity": 0.7, "specificity": 0.9123, "true_positives": 14, "false_negatives": 6,
+                         "true_negatives": 1380, "false_positives": 3},
+            "melanoma_at_threshold": {"threshold": 0.1234, "sensitivity": 0.85, "specificity": 0.8,
+                                      "true_positives": 17, "false_negatives": 3, "true_negatives": 1100,
+                                      "false_positives": 283},
             "per_class": {c: {"precision": 0.512 + i / 100, "recall": 0.433, "f1": 0.471, "support": 40 + i,
-                              "roc_auc": 0.876} for i, c in enumerate(CODES)},
+                              "roc_auc": None if c == "df" else 0.876} for i, c in enumerate(CODES)},
             "confusion_matrix": cm,
-            "ece": 0.0432,  # an extra key the card does not know yet
+            "bootstrap_95": {"accuracy": [0.79, 0.83], "balanced_accuracy": [0.66, 0.75],
+                             "melanoma_sensitivity": [0.5, 0.9]},
+            "brier_score": 0.2718,  # a key the card does not know yet
         },
+        "calibration": {"temperature": 1.37, "fit_on": "validation", "test_ece_before": 0.0871,
+                        "test_ece_after": 0.0432},
         "plots": {"confusion_matrix": "confusion_matrix.png", "reliability": "plots/reliability.png"},
-        "training": {"wall_time_s": 1800, "seed": 42, "date": "2026-11-29"},
-        "calibration": {"temperature": 1.37},
+        "training": {"stages": {"train_head": {"wall_time_s": 321.5}}, "wall_time_s": 1800, "seed": 42,
+                     "date": "2026-11-29"},
     }
+
+
+def _contract_report() -> dict:
+    """The smaller shape from the design brief: no counts, no intervals, no threshold."""
+    report = _report()
+    test = report["test"]
+    for key in ("melanoma_at_threshold", "bootstrap_95", "expected_calibration_error", "brier_score"):
+        del test[key]
+    test["melanoma"] = {"sensitivity": 0.7, "specificity": 0.9123}
+    del report["data"], report["calibration"]
+    return report
 
 
 @pytest.fixture
@@ -171,13 +192,26 @@ def _cells(html: str, attr: str, value: str) -> list[str]:
 def test_model_card_shows_report_metrics(built: Path) -> None:
     html = (built / "model-card.html").read_text(encoding="utf-8")
     expected = {"accuracy": "81.2%", "balanced_accuracy": "71.4%", "top2_accuracy": "90.1%",
-                "top3_accuracy": "95.7%", "macro_roc_auc": "0.934", "melanoma_sensitivity": "61.9%",
-                "melanoma_specificity": "91.2%"}
+                "top3_accuracy": "95.7%", "macro_roc_auc": "0.934", "expected_calibration_error": "0.043",
+                "melanoma_sensitivity": "70.0%", "melanoma_specificity": "91.2%",
+                "melanoma_at_threshold_sensitivity": "85.0%", "melanoma_at_threshold_specificity": "80.0%"}
     for key, value in expected.items():
-        assert value in _cells(html, "data-metric", key)[1], f"{key}: {_cells(html, 'data-metric', key)}"
-    # counts behind the rates, from the confusion matrix: 14 of 20 melanomas found, 3 moles flagged
-    assert _cells(html, "data-metric", "melanoma_sensitivity")[1][1:] == ["14", "of", "20"]
+        assert _cells(html, "data-metric", key)[1][0] == value, f"{key}: {_cells(html, 'data-metric', key)}"
+    # the counts behind the rates, and the bootstrap interval where the report has one
+    assert " ".join(_cells(html, "data-metric", "melanoma_sensitivity")[1]) == "70.0% 14 of 20 95% CI 50.0% to 90.0%"
+    assert " ".join(_cells(html, "data-metric", "melanoma_specificity")[1]) == "91.2% 1,380 of 1,383"
+    assert " ".join(_cells(html, "data-metric", "accuracy")[1]) == "81.2% 91 of 100 95% CI 79.0% to 83.0%"
+    assert "probability at least 12.3%" in html  # the alert threshold is explained
     assert "1403" in html.replace(",", "")
+
+
+def test_model_card_counts_from_confusion_matrix_when_report_has_none(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "report.json").write_text(json.dumps(_contract_report()))
+    html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
+    assert " ".join(_cells(html, "data-metric", "melanoma_sensitivity")[1]) == "70.0% 14 of 20"
+    # specificity: 80 non-melanomas, 3 of them (moles) called melanoma
+    assert " ".join(_cells(html, "data-metric", "melanoma_specificity")[1]) == "91.2% 77 of 80"
+    assert "data-metric=\"melanoma_at_threshold_sensitivity\"" not in html
 
 
 def test_model_card_per_class_split_and_plots(built: Path) -> None:
@@ -185,11 +219,15 @@ def test_model_card_per_class_split_and_plots(built: Path) -> None:
     mel = _cells(html, "data-class", "mel")
     assert mel[1:] == [["0.552"], ["0.433"], ["0.471"], ["0.876"], ["44"]], mel
     assert "Melanoma" in mel[0]
+    assert _cells(html, "data-class", "df")[4] == ["n/a"]  # AUC undefined for a class: shown as n/a, not a crash
     assert _cells(html, "data-split", "train")[1:3] == [["7,123"], ["7,023"]]
     assert '<img src="model/confusion_matrix.png"' in html
     assert '<img src="model/plots/reliability.png"' in html  # every entry of "plots" is shown
-    assert "ECE" in html and "0.0432" in html  # unknown test keys are rendered, not dropped
-    assert "Temperature" in html and "1.37" in html  # unknown top-level sections too
+    assert "Brier score" in html and "0.2718" in html  # unknown test keys are rendered, not dropped
+    assert "Test ECE before" in html and "0.0871" in html  # unknown top-level sections too
+    assert "Stages · train head · wall time (s)" in html and "321.5" in html
+    assert "10,015 images" in html
+    assert "/home/someone" not in html  # the build machine's data path is not published
 
 
 def test_model_card_data_and_limitations(built: Path) -> None:
