@@ -270,7 +270,7 @@ def _model_card(report: dict, metadata: dict) -> dict:
     data = report.get("data") or {}
     return {
         "classes": classes,
-        "test_images": test.get("images"),
+        "test_images": _value(test["images"]) if isinstance(test.get("images"), int) else "",
         "metrics": metrics,
         "extra_test": extra_test,
         "per_class": per_class,

@@ -202,7 +202,7 @@ def test_model_card_shows_report_metrics(built: Path) -> None:
     assert " ".join(_cells(html, "data-metric", "melanoma_specificity")[1]) == "91.2% 1,380 of 1,383"
     assert " ".join(_cells(html, "data-metric", "accuracy")[1]) == "81.2% 91 of 100 95% CI 79.0% to 83.0%"
     assert "probability at least 12.3%" in html  # the alert threshold is explained
-    assert "1403" in html.replace(",", "")
+    assert "test split of <strong>1,403</strong> images" in html
 
 
 def test_model_card_counts_from_confusion_matrix_when_report_has_none(model_dir: Path, tmp_path: Path) -> None:
