@@ -127,6 +127,9 @@ export async function load(metadataUrl, { onProgress } = {}) {
   const dummy = tf.zeros([1, height, width, 3], 'float32');
   try {
     await run(dummy);
+  } catch (err) {
+    model.dispose();
+    throw new Error(`The model at ${modelUrl} does not run on a [1, ${height}, ${width}, 3] input (${err.message}).`);
   } finally {
     dummy.dispose();
   }
