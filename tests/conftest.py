@@ -59,3 +59,77 @@ def tiny_model(tiny_ham: Path, tmp_path_factory) -> Path:
             TrainConfig(views=2, head_epochs=2, fine_tune_epochs=1, batch_size=16),
             ModelConfig(alpha=0.25, height=96, width=128), weights=str(ALPHA_025_WEIGHTS))
     return root / "model"
+
+
+# ---------------------------------------------------------------- browser (Playwright + Debian's chromium)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def site_dir(tmp_path_factory) -> Path:
+    """The site built from the shipped model, as `python build.py` builds it."""
+    from skinlesion.site import build_site
+
+    return build_site(SHIPPED_MODEL, tmp_path_factory.mktemp("site") / "dist")
+
+
+@pytest.fixture(scope="session")
+def site_url(site_dir: Path):
+    """Base URL (ending in /) of `site_dir` served over http on a free port; stopped after the session."""
+    import threading
+
+    from skinlesion.site import make_server
+
+    server = make_server(site_dir, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageWatch:
+    """What a page did: every request URL, console errors, uncaught exceptions (shown when a test fails)."""
+
+    def __init__(self, page):
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors) or "(no console errors)"
+
+
+@pytest.fixture
+def page(browser, site_url):
+    """A fresh browser context and page; `page.watch` records requests and errors."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.watch = PageWatch(page)
+    yield page
+    context.close()
+
+
+def open_ready(page, url: str, timeout_ms: int = 60_000) -> None:
+    """Open the classifier page and wait until the model is loaded (or failed: then fail with the page's errors)."""
+    page.goto(url)
+    page.wait_for_selector("main:not([data-state=loading])", timeout=timeout_ms)
+    state = page.get_attribute("main", "data-state")
+    assert state == "ready", f"model state {state}; {page.watch}"
