@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quantization", default="float16", choices=("float32", "float16", "uint8"),
                         help="weight quantization of the exported TF.js model (default: float16)")
     parser.add_argument("--run-dir", type=Path,
-                        help="where a retrain keeps its cache logs and checkpoints (default: runs/<time>/)")
+                        help="where a retrain keeps its feature cache, logs and checkpoints (default: runs/<time>/)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted retrain from its run folder (--run-dir, default: the newest "
+                        "in runs/) with the config it started with")
     parser.add_argument("--serve", action="store_true", help="serve the built site after building")
     parser.add_argument("--port", type=int, default=8000, help="port for --serve (default: 8000)")
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
@@ -59,18 +62,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _newest_run() -> Path:
+    runs = sorted(p for p in (ROOT / "runs").glob("*") if p.is_dir()) if (ROOT / "runs").is_dir() else []
+    if not runs:
+        raise SkinLesionError("--resume: no run folder in runs/; pass --run-dir DIR")
+    return runs[-1]
+
+
 def _build(args: argparse.Namespace) -> None:
     from .site import build_site, serve
 
     if args.retrain:
         from .model import ModelConfig
         from .pipeline import retrain
-        from .train import TrainConfig
+        from .train import TRAIN_CONFIG_NAME, TrainConfig
 
         if args.data is None:
             raise SkinLesionError("--retrain needs --data DIR, the HAM10000 folder (e.g. ../shared/data/ham10000)")
-        train_config = TrainConfig.load(args.config) if args.config else TrainConfig()
         run_dir = args.run_dir or ROOT / "runs" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        if args.resume:
+            run_dir = args.run_dir or _newest_run()
+            args.config = run_dir / TRAIN_CONFIG_NAME
+            print(f"resuming the retrain in {run_dir}")
+        train_config = TrainConfig.load(args.config) if args.config else TrainConfig()
         report = retrain(args.data, args.model, run_dir, train_config, ModelConfig(), args.weights,
                          args.quantization)
         test = report["test"]

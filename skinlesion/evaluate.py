@@ -26,17 +26,19 @@ from sklearn.metrics import (  # noqa: E402
     top_k_accuracy_score,
 )
 
-from .classes import CODES, index_of  # noqa: E402
+from .classes import CLASSES, CODES, index_of  # noqa: E402
 
 REPORT_NAME = "report.json"
 MEL = index_of("mel")
+# The classes for which the page says "consider seeing a dermatologist soon" when their probability is high.
+ALERT_CLASSES = tuple(c.code for c in CLASSES if c.malignant)
 ALL_LABELS = list(range(len(CODES)))
 
 
-def _melanoma_rates(is_mel: np.ndarray, flagged: np.ndarray) -> dict:
-    """Sensitivity and specificity of flagging melanoma, with the counts behind them."""
-    tp, fn = int((flagged & is_mel).sum()), int((~flagged & is_mel).sum())
-    tn, fp = int((~flagged & ~is_mel).sum()), int((flagged & ~is_mel).sum())
+def _rates(positive: np.ndarray, flagged: np.ndarray) -> dict:
+    """Sensitivity and specificity of flagging, with the counts behind them."""
+    tp, fn = int((flagged & positive).sum()), int((~flagged & positive).sum())
+    tn, fp = int((~flagged & ~positive).sum()), int((flagged & ~positive).sum())
     return {"sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1),
             "true_positives": tp, "false_negatives": fn, "true_negatives": tn, "false_positives": fp}
 
@@ -71,13 +73,32 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
 
 
-def melanoma_threshold(probabilities: np.ndarray, labels: np.ndarray, sensitivity: float = 0.85) -> float:
-    """The highest melanoma-probability threshold that still reaches `sensitivity` (fit on validation data only)."""
-    mel_scores = np.sort(probabilities[labels == MEL, MEL])[::-1]
-    if len(mel_scores) == 0:
+def sensitivity_threshold(probabilities: np.ndarray, labels: np.ndarray, label: int = MEL,
+                          sensitivity: float = 0.85) -> float:
+    """The highest probability threshold for class `label` that still reaches `sensitivity` (fit on validation)."""
+    scores = np.sort(probabilities[labels == label, label])[::-1]
+    if len(scores) == 0:
         return 0.5
-    needed = int(np.ceil(sensitivity * len(mel_scores)))
-    return float(mel_scores[max(needed, 1) - 1])
+    needed = int(np.ceil(sensitivity * len(scores)))
+    return float(scores[max(needed, 1) - 1])
+
+
+def alert_rates(probabilities: np.ndarray, labels: np.ndarray, label: int, threshold: float) -> dict:
+    """Sensitivity and specificity of flagging class `label` when its probability reaches `threshold`."""
+    return {"threshold": threshold, **_rates(labels == label, probabilities[:, label] >= threshold)}
+
+
+def confidence_threshold(probabilities: np.ndarray, labels: np.ndarray, target_accuracy: float = 0.9) -> float:
+    """The lowest top-1 probability from which on the predictions reach `target_accuracy` (fit on validation).
+
+    Below it the page says the model is unsure. 1.0 if no threshold reaches the target.
+    """
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == labels
+    order = np.argsort(-confidence)
+    accuracy_of_top = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    reaching = np.nonzero(accuracy_of_top >= target_accuracy)[0]
+    return float(confidence[order][reaching.max()]) if len(reaching) else 1.0
 
 
 def metrics(probabilities: np.ndarray, labels: np.ndarray, mel_threshold: float | None = None) -> dict:
@@ -101,13 +122,12 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, mel_threshold: float 
         "top3_accuracy": float(top_k_accuracy_score(labels, probabilities, k=3, labels=ALL_LABELS)),
         "macro_roc_auc": float(np.mean(aucs)) if aucs else None,
         "expected_calibration_error": expected_calibration_error(probabilities, labels),
-        "melanoma": _melanoma_rates(is_mel, predicted == MEL),
+        "melanoma": _rates(is_mel, predicted == MEL),
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(labels, predicted, labels=ALL_LABELS).tolist(),
     }
     if mel_threshold is not None:
-        result["melanoma_at_threshold"] = {"threshold": mel_threshold,
-                                           **_melanoma_rates(is_mel, probabilities[:, MEL] >= mel_threshold)}
+        result["melanoma_at_threshold"] = alert_rates(probabilities, labels, MEL, mel_threshold)
     return result
 
 

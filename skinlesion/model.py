@@ -47,6 +47,7 @@ class ModelConfig:
     cut_layer: str = "conv_pw_6_relu"  # MobileNet layers up to here stay frozen; those above are fine-tuned
     dropout: float = 0.25
     temperature: float = 1.0  # logits are divided by it before the softmax (calibration)
+    ood_components: int = 64  # principal axes of the training features kept for the out-of-distribution score
 
     def preprocessing(self) -> dict:
         """The preprocessing contract, as written into the metadata the browser reads."""
@@ -118,14 +119,25 @@ def load_inputs(paths: list[Path], config: ModelConfig) -> np.ndarray:
 
 @dataclass
 class Network:
-    """The classifier and its two halves: `frozen` (raw image -> cut-layer features) and `top` (features -> probs).
+    """The classifier and its parts, sharing layers (training `top` on cached `frozen` features trains `full`).
 
-    They share layers: training `top` on cached `frozen` features trains `full`.
+    - `full`: raw image -> {"probabilities", "class_maps", "ood_score"}, what Python predicts with and what is
+      exported: class_maps is the classifier applied at every position of the last feature map (a class activation
+      map), ood_score a squared Mahalanobis distance of the pooled features to the training images
+      (set by `set_ood_projection`; large for images unlike the training data);
+    - `frozen`: raw image scaled to [-1, 1] -> features at `config.cut_layer` (never trained);
+    - `top`: those features -> probabilities (what fine-tuning fits);
+    - `pool`: those features -> pooled features, and `head`: pooled features -> probabilities (what the first
+      training phase fits, on pooled features computed once);
+    - `embed`: raw image -> pooled features (to fit the out-of-distribution statistics).
     """
 
     full: keras.Model
     frozen: keras.Model
     top: keras.Model
+    pool: keras.Model
+    head: keras.Model
+    embed: keras.Model
     config: ModelConfig
 
     def set_top_trainable(self, backbone: bool) -> None:
@@ -135,12 +147,24 @@ class Network:
                 is_bn = isinstance(layer, keras.layers.BatchNormalization)
                 layer.trainable = backbone and not is_bn
 
+    def set_ood_projection(self, mean: np.ndarray, components: np.ndarray) -> None:
+        """ood_score(f) = |components.T @ (f - mean)|^2; components (features, k) are PCA axes over sqrt(variance)."""
+        layer = self.full.get_layer("explain").get_layer("ood_projection")
+        layer.set_weights([components.astype(np.float32), (-mean @ components).astype(np.float32)])
+
     def save(self, folder: Path) -> None:
         """config.json + weights.npz (float16, keyed by variable path)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder)
         np.savez_compressed(folder / WEIGHTS_NAME,
                             **{v.path: np.asarray(v.numpy(), np.float16) for v in self.full.weights})
+
+
+class SquaredNorm(keras.layers.Layer):
+    """Sum of squares over the last axis, keeping it (one number per image)."""
+
+    def call(self, x):
+        return keras.ops.sum(keras.ops.square(x), axis=-1, keepdims=True)
 
 
 def _backbone(config: ModelConfig, weights: str | None) -> keras.Model:
@@ -167,21 +191,35 @@ def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Netw
     frozen.trainable = False
 
     features = keras.Input(base.layers[cut].output.shape[1:], name="features")
-    x = features
+    feature_map = features
     for layer in base.layers[cut + 1:]:
-        x = layer(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
-    x = keras.layers.Dense(len(CODES), name="logits")(x)
-    x = keras.layers.Rescaling(1.0 / config.temperature, name="temperature")(x)
-    probabilities = keras.layers.Softmax(name="probabilities")(x)
+        feature_map = layer(feature_map)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(feature_map)
+    pool = keras.Model(features, pooled, name="pool_features")
+    classifier = keras.layers.Dense(len(CODES), name="logits")
+    head_layers = [keras.layers.Dropout(config.dropout, name="dropout"), classifier,
+                   keras.layers.Rescaling(1.0 / config.temperature, name="temperature"),
+                   keras.layers.Softmax(name="probabilities")]
+    pooled_input = keras.Input(pooled.shape[1:], name="pooled")
+    probabilities, head_probabilities = pooled, pooled_input
+    for layer in head_layers:
+        probabilities, head_probabilities = layer(probabilities), layer(head_probabilities)
     top = keras.Model(features, probabilities, name="top")
+    head = keras.Model(pooled_input, head_probabilities, name="head")
+    # Inference-only outputs, on the same layers. Pooling and the classifier are linear, so the mean of class_maps
+    # over positions is exactly the logits: the map shows where the evidence for each class lies.
+    class_maps = classifier(feature_map)
+    ood_projection = keras.layers.Dense(config.ood_components, name="ood_projection", trainable=False)(pooled)
+    explain = keras.Model(features, {"probabilities": probabilities, "class_maps": class_maps,
+                                     "ood_score": SquaredNorm(name="ood_score")(ood_projection)}, name="explain")
 
     image = keras.Input((config.height, config.width, 3), name="image")  # raw 0-255 RGB
     scaled = keras.layers.Rescaling(1 / 127.5, offset=-1, name="to_mobilenet_range")(image)
     # training=False keeps every BatchNorm in inference mode (the dequantized weights need it; see shared/weights)
-    full = keras.Model(image, top(frozen(scaled, training=False), training=False), name="skinlesion")
-    network = Network(full, frozen, top, config)
+    frozen_features = frozen(scaled, training=False)
+    full = keras.Model(image, explain(frozen_features, training=False), name="skinlesion")
+    embed = keras.Model(image, pool(frozen_features, training=False), name="embed")
+    network = Network(full, frozen, top, pool, head, embed, config)
     network.set_top_trainable(backbone=False)
     return network
 
@@ -204,6 +242,11 @@ def load_network(folder: Path) -> Network:
     return network
 
 
+def predict_all(network: Network, inputs: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """All outputs of the network (probabilities, class_maps, ood_score) for a preprocessed float32 batch."""
+    return network.full.predict(inputs, batch_size=batch_size, verbose=0)
+
+
 def predict(network: Network, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Class probabilities (n, 7) for a preprocessed float32 batch."""
-    return network.full.predict(inputs, batch_size=batch_size, verbose=0)
+    return predict_all(network, inputs, batch_size)["probabilities"]

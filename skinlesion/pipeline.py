@@ -16,79 +16,120 @@ import numpy as np
 import pandas as pd
 
 from . import SkinLesionError, log
-from .data import load_metadata, split_by_lesion
+from . import ood
+from .classes import index_of
+from .data import Split, load_metadata, split_by_lesion
 from .evaluate import (
+    ALERT_CLASSES,
+    alert_rates,
     bootstrap_intervals,
+    confidence_threshold,
     fit_temperature,
-    melanoma_threshold,
+    sensitivity_threshold,
     metrics,
     plot_confusion_matrices,
     plot_reliability,
     write_report,
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
-from .model import ModelConfig, Network, build_network, load_inputs, load_network, predict
+from .model import ModelConfig, Network, build_network, load_inputs, load_network, predict_all
+from .ood import fit_projection
 from .train import TrainConfig, train
 
 SPLIT_NAME = "split.csv"
 
 
-def _predict_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> np.ndarray:
-    """Probabilities for every image of a frame, read from disk in chunks (bounded memory)."""
+def _predict_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> dict[str, np.ndarray]:
+    """Probabilities and out-of-distribution scores of every image of a frame, read from disk in chunks."""
     paths = list(frame["path"])
-    parts = [predict(network, load_inputs(paths[i:i + chunk], network.config)) for i in range(0, len(paths), chunk)]
-    return np.concatenate(parts) if parts else np.empty((0, 7), np.float32)
+    parts = [predict_all(network, load_inputs(paths[i:i + chunk], network.config)) for i in range(0, len(paths), chunk)]
+    return {key: np.concatenate([p[key] for p in parts]) for key in ("probabilities", "ood_score")}
+
+
+def _embed_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> np.ndarray:
+    paths = list(frame["path"])
+    return np.concatenate([network.embed.predict(load_inputs(paths[i:i + chunk], network.config), verbose=0)
+                           for i in range(0, len(paths), chunk)])
 
 
 def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainConfig = TrainConfig(),
             model_config: ModelConfig = ModelConfig(), weights: str = "imagenet",
             quantization: str = "float16") -> dict:
-    """Train, calibrate on validation, evaluate on test, export; returns the report written into `model_dir`."""
+    """Train, then `finalize`: returns the report written into `model_dir`."""
     started = time.perf_counter()
     frame = load_metadata(Path(data_dir))
     split = split_by_lesion(frame, seed=train_config.seed)
     network = build_network(model_config, weights=weights)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
     stages = train(network, split, train_config, run_dir)
+    return finalize(network, split, model_dir, run_dir, train_config, quantization, stages, started)
 
-    # From here on work with what ships: float16 weights, saved and read back.
+
+def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, train_config: TrainConfig,
+             quantization: str = "float16", stages: dict | None = None, started: float | None = None) -> dict:
+    """Everything after training: fit the input warnings and calibration on train/validation, evaluate on test,
+    export to TF.js, write the report; then replace `model_dir` with the result."""
+    stages = dict(stages or {})
+    started = time.perf_counter() if started is None else started
     staged = run_dir / "model"
     if staged.exists():
         shutil.rmtree(staged)
-    network.save(staged)
-    network = load_network(staged)
 
     t = time.perf_counter()
+    network.set_ood_projection(*fit_projection(_embed_frame(network, split.train), network.config.ood_components))
+    # From here on work with what ships: float16 weights, saved and read back.
+    network.save(staged)
+    network = load_network(staged)
     val_labels, test_labels = split.val["label"].to_numpy(), split.test["label"].to_numpy()
-    temperature = fit_temperature(_predict_frame(network, split.val), val_labels)
+    temperature = fit_temperature(_predict_frame(network, split.val)["probabilities"], val_labels)
     log.info("calibration temperature (fit on validation): %.3f", temperature)
-    uncalibrated_test = _predict_frame(network, split.test)
+    uncalibrated_test = _predict_frame(network, split.test)["probabilities"]
     replace(network.config, temperature=temperature).save(staged)
     network = load_network(staged)
-    val_probabilities = _predict_frame(network, split.val)
-    mel_threshold = melanoma_threshold(val_probabilities, val_labels, sensitivity=0.85)
-    test_probabilities = _predict_frame(network, split.test)
+    val, test_out = _predict_frame(network, split.val), _predict_frame(network, split.test)
+    test_probabilities = test_out["probabilities"]
+    thresholds = {code: sensitivity_threshold(val["probabilities"], val_labels, index_of(code), 0.85)
+                  for code in ALERT_CLASSES}
+    uncertain_below = confidence_threshold(val["probabilities"], val_labels, target_accuracy=0.9)
+    ood_threshold = ood.threshold(val["ood_score"][:, 0])
     stages["calibrate_and_evaluate"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
 
     t = time.perf_counter()
-    tfjs_dir = export_tfjs(network, staged, quantization, extra_metadata={"thresholds": {"mel": mel_threshold}})
+    tfjs_dir = export_tfjs(network, staged, quantization, extra_metadata={
+        "thresholds": thresholds, "uncertain_below": uncertain_below, "ood_threshold": ood_threshold})
     stages["export"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
 
     train_config.save(staged)
     pd.concat([part.assign(split=name)[["image_id", "dx", "group", "split"]]
                for name, part in split.parts().items()]).to_csv(staged / SPLIT_NAME, index=False)
-    test = metrics(test_probabilities, test_labels, mel_threshold)
+    test = metrics(test_probabilities, test_labels, thresholds["mel"])
     test["bootstrap_95"] = bootstrap_intervals(test_probabilities, test_labels, seed=train_config.seed)
+    confident = test_probabilities.max(1) >= uncertain_below
     report = {
         "model": {"backbone": f"MobileNet v1 alpha {network.config.alpha}", "input": [network.config.height,
                   network.config.width], "fine_tuned_from": network.config.cut_layer,
                   "quantization": quantization, "tfjs_bytes": model_bytes(tfjs_dir),
                   "temperature": temperature},
-        "data": {"folder": str(data_dir), "images": int(len(frame))},
+        "data": {"images": int(sum(len(p) for p in split.parts().values()))},
         "split": split.summary(),
         "test": test,
         "calibration": {"temperature": temperature, "fit_on": "validation",
                         "test_ece_before": metrics(uncalibrated_test, test_labels)["expected_calibration_error"],
                         "test_ece_after": test["expected_calibration_error"]},
+        "warnings": {
+            "alert_thresholds": thresholds,
+            "alerts_on_test": {code: alert_rates(test_probabilities, test_labels, index_of(code), t)
+                               for code, t in thresholds.items()},
+            "uncertain_below": uncertain_below,
+            "test_share_uncertain": float(1 - confident.mean()),
+            "test_accuracy_when_confident": float((test_probabilities.argmax(1) == test_labels)[confident].mean())
+            if confident.any() else None,
+            "test_accuracy_when_uncertain": float((test_probabilities.argmax(1) == test_labels)[~confident].mean())
+            if (~confident).any() else None,
+            "ood_threshold": ood_threshold,
+            "test_share_out_of_distribution": float((test_out["ood_score"][:, 0] > ood_threshold).mean()),
+        },
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),
@@ -98,7 +139,7 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     if model_dir.exists():
         shutil.rmtree(model_dir)
     shutil.copytree(staged, model_dir)
-    log.info("retrain done in %.0f s; model written to %s", report["training"]["wall_time_s"], model_dir)
+    log.info("model written to %s (%.0f s since the start)", model_dir, report["training"]["wall_time_s"])
     return report
 
 
@@ -122,6 +163,6 @@ def evaluate_folder(model_dir: Path, data_dir: Path, only_test_split: bool = Fal
         seen = int(where.isin(["train", "val"]).sum()) if not only_test_split else 0
     elif only_test_split:
         raise SkinLesionError(f"{split_csv} is missing: cannot tell which images are the test split")
-    probabilities = _predict_frame(network, frame)
+    probabilities = _predict_frame(network, frame)["probabilities"]
     mel_threshold = read_metadata(Path(model_dir) / TFJS_DIR).get("thresholds", {}).get("mel")
     return metrics(probabilities, frame["label"].to_numpy(), mel_threshold), seen

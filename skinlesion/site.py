@@ -2,7 +2,8 @@
 
 Reads `model_dir/tfjs/` (model.json, weight shards, metadata.json) and `model_dir/report.json` (plus the plot
 files it names, next to it). Writes `out_dir/index.html`, `out_dir/model-card.html`, `out_dir/static/` and
-`out_dir/model/`. Every URL in the output is relative, so the folder works under any path (GitHub Pages).
+`out_dir/model/`, then (webapp.py) the icons, the web app manifest and the service worker `out_dir/sw.js`. Every URL
+in the output is relative, so the folder works under any path (GitHub Pages).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import jinja2
 
 from skinlesion import SkinLesionError
+from skinlesion.webapp import MANIFEST, THEME_COLOR, add_offline_support
 
 log = logging.getLogger("skinlesion")
 
@@ -71,12 +73,16 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
         "model_version": metadata.get("version", ""),
         "tfjs_version": _tfjs_version(),
         "classes": metadata.get("classes", []),
+        "manifest_url": MANIFEST,
+        "theme_color": THEME_COLOR,
     }
     pages = {"index.html": {"page": "index"},
              "model_card.html": {"page": "model_card", "card": _model_card(report, metadata)}}
     for template, output in PAGES.items():
         html = env.get_template(template).render(**common, **pages[template])
         (out_dir / output).write_text(html, encoding="utf-8")
+    version = add_offline_support(out_dir, env, metadata)
+    log.info("service worker cache version %s", version)
     log.info("site written to %s (%d files)", out_dir, sum(1 for p in out_dir.rglob("*") if p.is_file()))
     return out_dir
 

@@ -34,13 +34,13 @@ class TrainConfig:
     seed: int = 42
     views: int = 5  # cached views per training image: the original + (views - 1) augmented copies
     batch_size: int = 32
-    head_epochs: int = 6
+    head_epochs: int = 30  # cheap: the head trains on pooled features computed once
     head_learning_rate: float = 1e-3
-    fine_tune_epochs: int = 15
+    fine_tune_epochs: int = 10
     fine_tune_learning_rate: float = 2e-4
     class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     label_smoothing: float = 0.1
-    early_stopping_patience: int = 4
+    early_stopping_patience: int = 3
     rotation: float = 0.5  # fraction of a full turn each way (0.5 = any angle)
     shift: float = 0.1
     zoom: float = 0.1
@@ -135,12 +135,20 @@ class ValidationBalancedAccuracy(keras.callbacks.Callback):
         log.info("  epoch %d: val balanced accuracy %.4f", epoch + 1, score)
 
 
-def _fit_phase(name: str, network: Network, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
+def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
                epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path) -> dict:
-    """One training phase on the cache; leaves the best-on-validation weights in the network."""
-    checkpoint = run_dir / f"{name}.weights.h5"
+    """One training phase; leaves the best-on-validation weights in `model`.
+
+    A finished phase is recorded in run_dir and skipped when the run is resumed; an interrupted one resumes from its
+    last finished epoch (BackupAndRestore).
+    """
+    checkpoint, done = run_dir / f"{name}.weights.h5", run_dir / f"{name}.done.json"
+    if done.is_file() and checkpoint.is_file():
+        model.load_weights(checkpoint)
+        log.info("%s: already done in this run folder, skipped", name)
+        return json.loads(done.read_text())
     monitor = dict(monitor="val_balanced_accuracy", mode="max")
-    network.top.compile(
+    model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
@@ -150,40 +158,68 @@ def _fit_phase(name: str, network: Network, train: CachedViews, val_features: np
         keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
         keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=True, save_weights_only=True, **monitor),
         keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, **monitor),
-        keras.callbacks.CSVLogger(run_dir / f"{name}.log.csv"),
+        keras.callbacks.CSVLogger(run_dir / f"{name}.log.csv", append=True),
+        keras.callbacks.BackupAndRestore(run_dir / f"{name}.backup"),
     ]
     started = time.perf_counter()
-    history = network.top.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
-    network.top.load_weights(checkpoint)
-    scores = history.history["val_balanced_accuracy"]
+    history = model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
+    model.load_weights(checkpoint)
+    scores = list(pd.read_csv(run_dir / f"{name}.log.csv")["val_balanced_accuracy"])
     result = {"epochs": len(scores), "best_epoch": int(np.argmax(scores)) + 1,
               "best_val_balanced_accuracy": float(max(scores)), "wall_time_s": round(time.perf_counter() - started, 1)}
+    del history
+    done.write_text(json.dumps(result) + "\n")
     log.info("%s: %s", name, result)
     return result
 
 
+def _cached(path: Path, compute) -> np.ndarray:
+    """An array saved in the run folder by an earlier (interrupted) run, else computed and saved."""
+    if path.is_file():
+        log.info("  reusing %s", path.name)
+        return np.load(path, mmap_mode="r")
+    array = compute()
+    np.save(path, array)
+    return array
+
+
+def _pooled(network: Network, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Pooled features (views, n, channels) of cached cut-layer features (views, n, h, w, c), frozen upper blocks."""
+    return np.stack([network.pool.predict(view.astype(np.float32), batch_size=batch_size, verbose=0)
+                     for view in features])
+
+
 def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) -> dict:
-    """Cache features, train the head, fine-tune the upper blocks; returns per-stage facts (times, best epochs)."""
+    """Cache features, train the head, fine-tune the upper blocks; returns per-stage facts (times, best epochs).
+
+    Everything is kept in `run_dir`; calling it again with the same run_dir resumes an interrupted run.
+    """
     keras.utils.set_random_seed(config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages: dict[str, dict] = {}
 
     started = time.perf_counter()
     log.info("caching frozen features: train x %d views, validation", config.views)
-    train_features = cache_features(network, split.train, config.views, config)
-    val_features = cache_features(network, split.val, 1, config)[0].astype(np.float32)
+    train_features = _cached(run_dir / "cache_train.npy",
+                             lambda: cache_features(network, split.train, config.views, config))
+    val_features = _cached(run_dir / "cache_val.npy", lambda: cache_features(network, split.val, 1, config))[0]
+    val_features = val_features.astype(np.float32)
     stages["cache_features"] = {"wall_time_s": round(time.perf_counter() - started, 1),
                                 "train_views": config.views, "bytes": int(train_features.nbytes)}
 
     train_labels, val_labels = split.train["label"].to_numpy(), split.val["label"].to_numpy()
     weights = class_weights(train_labels, config.class_weight_power)
     log.info("class weights: %s", {CODES[k]: round(v, 2) for k, v in weights.items()})
-    batches = CachedViews(train_features, train_labels, weights, config)
 
+    started = time.perf_counter()
     network.set_top_trainable(backbone=False)
-    stages["train_head"] = _fit_phase("train_head", network, batches, val_features, val_labels,
-                                      config.head_epochs, config.head_learning_rate, config, run_dir)
+    pooled_train, pooled_val = _pooled(network, train_features), _pooled(network, val_features[None])[0]
+    stages["pool_features"] = {"wall_time_s": round(time.perf_counter() - started, 1)}
+    stages["train_head"] = _fit_phase("train_head", network.head, CachedViews(pooled_train, train_labels, weights,
+                                      config), pooled_val, val_labels, config.head_epochs,
+                                      config.head_learning_rate, config, run_dir)
     network.set_top_trainable(backbone=True)
-    stages["fine_tune"] = _fit_phase("fine_tune", network, batches, val_features, val_labels,
-                                     config.fine_tune_epochs, config.fine_tune_learning_rate, config, run_dir)
+    stages["fine_tune"] = _fit_phase("fine_tune", network.top, CachedViews(train_features, train_labels, weights,
+                                     config), val_features, val_labels, config.fine_tune_epochs,
+                                     config.fine_tune_learning_rate, config, run_dir)
     return stages

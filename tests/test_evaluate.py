@@ -7,7 +7,7 @@ from skinlesion.evaluate import (
     bootstrap_intervals,
     expected_calibration_error,
     fit_temperature,
-    melanoma_threshold,
+    sensitivity_threshold,
     metrics,
     plot_confusion_matrices,
 )
@@ -69,7 +69,7 @@ def test_melanoma_threshold_reaches_the_sensitivity():
     labels = np.array([MEL] * 100 + [NV] * 300)
     probabilities = one_hot(labels, 0.5)
     probabilities[:, MEL] = np.where(labels == MEL, rng.uniform(0.2, 1, 400), rng.uniform(0, 0.6, 400))
-    threshold = melanoma_threshold(probabilities, labels, sensitivity=0.85)
+    threshold = sensitivity_threshold(probabilities, labels, MEL, sensitivity=0.85)
     flagged = probabilities[:, MEL] >= threshold
     assert flagged[labels == MEL].mean() >= 0.85
     assert flagged[labels == MEL].mean() < 0.87, "the highest threshold that reaches it, not a lower one"
