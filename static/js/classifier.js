@@ -74,12 +74,25 @@ async function fetchMetadata(url) {
   }
 }
 
-// A graph model may return one tensor, an array of tensors or a map of them; the probabilities are the
-// first (or only) one.
-function firstOutput(y) {
-  if (y instanceof tf.Tensor) return y;
-  if (Array.isArray(y)) return y[0];
-  return Object.values(y)[0];
+// The exported model has named outputs (probabilities, class_maps, ood_score: see skinlesion/model.py).
+// predict() returns them as an array in the order of model.outputNodes (the signature's names); a model with a
+// single output returns just its probabilities.
+function namedOutputs(model, y) {
+  if (y instanceof tf.Tensor) return { probabilities: y };
+  if (Array.isArray(y)) return Object.fromEntries(model.outputNodes.map((name, i) => [name, y[i]]));
+  return y;
+}
+
+// The class activation map of one class, scaled to 0..1: where in the image the evidence for it lies.
+function activationMap(classMaps, index) {
+  const [, rows, cols, classes] = classMaps.shape;
+  const values = new Float32Array(rows * cols);
+  for (let i = 0; i < values.length; i++) values[i] = classMaps.data[i * classes + index];
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of values) { min = Math.min(min, v); max = Math.max(max, v); }
+  for (let i = 0; i < values.length; i++) values[i] = max > min ? (values[i] - min) / (max - min) : 0;
+  return { width: cols, height: rows, values };
 }
 
 /**
@@ -112,14 +125,20 @@ export async function load(metadataUrl, { onProgress } = {}) {
   const halveAt = Number(metadata.input.halve_while_at_least) || Infinity;
 
   async function run(input4d) {
-    const output = tf.tidy(() => firstOutput(model.predict(input4d)));
+    const outputs = namedOutputs(model, model.predict(input4d));
     try {
-      if (output.size !== classes.length) {
-        throw new Error(`The model returned ${output.size} values but its metadata lists ${classes.length} classes.`);
+      const { probabilities, class_maps: classMaps, ood_score: oodScore } = outputs;
+      if (!probabilities || probabilities.size !== classes.length) {
+        throw new Error(`The model returned ${probabilities?.size} probabilities but its metadata lists `
+          + `${classes.length} classes.`);
       }
-      return await output.data();
+      return {
+        probabilities: await probabilities.data(),
+        classMaps: classMaps ? { shape: classMaps.shape, data: await classMaps.data() } : null,
+        oodScore: oodScore ? (await oodScore.data())[0] : null,
+      };
     } finally {
-      output.dispose();
+      Object.values(outputs).forEach((t) => t.dispose());
     }
   }
 
@@ -134,23 +153,32 @@ export async function load(metadataUrl, { onProgress } = {}) {
     dummy.dispose();
   }
 
+  // -> {input: [1, height, width, 3] tensor, crop: the centre crop as fractions of the source's size}
   function preprocess(source) {
-    return tf.tidy(() => {
-      const rgba = tf.browser.fromPixels(source, 4);
+    const rgba = tf.browser.fromPixels(source, 4);
+    try {
       const [h, w] = rgba.shape;
       const crop = centreCrop(w, h, width, height);
-      const cropped = rgba.slice([crop.y, crop.x, 0], [crop.height, crop.width, 4]).toFloat();
-      // Transparent pixels are composited on white, as the page shows them and as Python reads them;
-      // opaque pixels come through unchanged (alpha 1).
-      const alpha = cropped.slice([0, 0, 3], [-1, -1, 1]).div(255);
-      const rgb = cropped.slice([0, 0, 0], [-1, -1, 3]);
-      let x = rgb.mul(alpha).add(alpha.neg().add(1).mul(255)).round().expandDims(0);
-      while (x.shape[1] >= halveAt * height && x.shape[2] >= halveAt * width) {
-        x = tf.avgPool(x, 2, 2, 'valid');
-      }
-      // alignCorners=false, halfPixelCenters=true: what Python's tf.image.resize does.
-      return tf.image.resizeBilinear(x, [height, width], false, true);
-    });
+      const input = tf.tidy(() => {
+        const cropped = rgba.slice([crop.y, crop.x, 0], [crop.height, crop.width, 4]).toFloat();
+        // Transparent pixels are composited on white, as the page shows them and as Python reads them;
+        // opaque pixels come through unchanged (alpha 1).
+        const alpha = cropped.slice([0, 0, 3], [-1, -1, 1]).div(255);
+        const rgb = cropped.slice([0, 0, 0], [-1, -1, 3]);
+        let x = rgb.mul(alpha).add(alpha.neg().add(1).mul(255)).round().expandDims(0);
+        while (x.shape[1] >= halveAt * height && x.shape[2] >= halveAt * width) {
+          x = tf.avgPool(x, 2, 2, 'valid');
+        }
+        // alignCorners=false, halfPixelCenters=true: what Python's tf.image.resize does.
+        return tf.image.resizeBilinear(x, [height, width], false, true);
+      });
+      return {
+        input,
+        crop: { x: crop.x / w, y: crop.y / h, width: crop.width / w, height: crop.height / h },
+      };
+    } finally {
+      rgba.dispose();
+    }
   }
 
   function toResults(probs) {
@@ -160,35 +188,62 @@ export async function load(metadataUrl, { onProgress } = {}) {
   }
 
   /**
-   * Classifies one image (ImageBitmap, ImageData, HTMLImageElement, canvas or video). Create ImageBitmaps
-   * with {premultiplyAlpha: 'none'} so that transparent images match Python on the WebGL backend too.
-   * @returns {Promise<Array<{code: string, name: string, probability: number}>>} in metadata class order
+   * Classifies one image (ImageBitmap, ImageData, HTMLImageElement, canvas or video) and says how far to trust
+   * it. Create ImageBitmaps with {premultiplyAlpha: 'none'} so that transparent images match Python on WebGL too.
+   * @returns {Promise<{results: Array<{code, name, probability}>, cam: ?{width, height, values, crop},
+   *   oodScore: ?number, uncertain: boolean, outOfDistribution: boolean, alerts: Array}>}
+   *   results in metadata class order; cam: the top class's activation map (values 0..1, row-major) over the
+   *   crop the model saw (fractions of the source image); uncertain: the top probability is under the
+   *   metadata's uncertain_below; outOfDistribution: the image's features are far from every training image
+   *   (ood_score above the metadata's ood_threshold). Both thresholds were chosen on validation images.
    */
-  async function classify(source) {
-    const input = preprocess(source);
+  async function analyze(source) {
+    const { input, crop } = preprocess(source);
+    let output;
     try {
-      return toResults(await run(input));
+      output = await run(input);
     } finally {
       input.dispose();
     }
+    const results = toResults(output.probabilities);
+    const top = results.reduce((best, r, i) => (r.probability > results[best].probability ? i : best), 0);
+    return {
+      results,
+      cam: output.classMaps ? { ...activationMap(output.classMaps, top), crop } : null,
+      oodScore: output.oodScore,
+      uncertain: typeof metadata.uncertain_below === 'number' && results[top].probability < metadata.uncertain_below,
+      outOfDistribution: typeof metadata.ood_threshold === 'number' && output.oodScore !== null
+        && output.oodScore > metadata.ood_threshold,
+      alerts: alerts(results),
+    };
+  }
+
+  /** The class probabilities alone, in metadata class order: [{code, name, probability}]. */
+  async function classify(source) {
+    return (await analyze(source)).results;
+  }
+
+  /**
+   * Alert thresholds from the metadata ({code: probability}) that these results reach or pass, as
+   * [{code, name, probability, threshold}]; thresholds were chosen on validation images by the pipeline.
+   */
+  function alerts(results) {
+    return Object.entries(metadata.thresholds ?? {}).flatMap(([code, threshold]) => {
+      const r = results.find((x) => x.code === code);
+      return r && typeof threshold === 'number' && r.probability >= threshold ? [{ ...r, threshold }] : [];
+    });
   }
 
   return {
     metadata,
     backend: backend.name,
     classify,
+    analyze,
     /** The k most probable classes, highest first. */
     classifyTopK: async (source, k = 3) => topK(await classify(source), k),
     /** The metadata entry (code, name, description, urgency, ...) for a class code. */
     classInfo: (code) => classes.find((c) => c.code === code),
-    /**
-     * Alert thresholds from the metadata ({code: probability}) that these results reach or pass, as
-     * [{code, name, probability, threshold}]; thresholds were chosen on validation images by the pipeline.
-     */
-    alerts: (results) => Object.entries(metadata.thresholds ?? {}).flatMap(([code, threshold]) => {
-      const r = results.find((x) => x.code === code);
-      return r && typeof threshold === 'number' && r.probability >= threshold ? [{ ...r, threshold }] : [];
-    }),
+    alerts,
     dispose: () => model.dispose(),
   };
 }
