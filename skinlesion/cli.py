@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted retrain from its run folder (--run-dir, default: the newest "
                         "in runs/) with the config it started with")
+    parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker"),
+                        help="tf.distribute strategy for --retrain: one device, all local GPUs, or the hosts in "
+                        "TF_CONFIG (default: default)")
+    parser.add_argument("--cpu-devices", type=int, default=0,
+                        help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
     parser.add_argument("--serve", action="store_true", help="serve the built site after building")
     parser.add_argument("--port", type=int, default=8000, help="port for --serve (default: 8000)")
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
@@ -75,7 +80,7 @@ def _build(args: argparse.Namespace) -> None:
     if args.retrain:
         from .model import ModelConfig
         from .pipeline import retrain
-        from .train import TRAIN_CONFIG_NAME, TrainConfig
+        from .train import TRAIN_CONFIG_NAME, TrainConfig, distribution_strategy
 
         if args.data is None:
             raise SkinLesionError("--retrain needs --data DIR, the HAM10000 folder (e.g. ../shared/data/ham10000)")
@@ -85,8 +90,9 @@ def _build(args: argparse.Namespace) -> None:
             args.config = run_dir / TRAIN_CONFIG_NAME
             print(f"resuming the retrain in {run_dir}")
         train_config = TrainConfig.load(args.config) if args.config else TrainConfig()
+        strategy = distribution_strategy(args.strategy, args.cpu_devices)
         report = retrain(args.data, args.model, run_dir, train_config, ModelConfig(), args.weights,
-                         args.quantization)
+                         args.quantization, strategy)
         test = report["test"]
         print(f"retrained in {report['training']['wall_time_s']:.0f} s; test split: accuracy "
               f"{test['accuracy']:.4f}, balanced accuracy {test['balanced_accuracy']:.4f}, melanoma sensitivity "

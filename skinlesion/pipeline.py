@@ -32,7 +32,7 @@ from .evaluate import (
     write_report,
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
-from .model import ModelConfig, Network, build_network, load_inputs, load_network, predict_all
+from .model import ModelConfig, Network, build_network, load_inputs, load_network, predict_all, tf
 from .ood import fit_projection
 from .train import TrainConfig, train
 
@@ -54,20 +54,23 @@ def _embed_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> np.
 
 def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainConfig = TrainConfig(),
             model_config: ModelConfig = ModelConfig(), weights: str = "imagenet",
-            quantization: str = "float16") -> dict:
-    """Train, then `finalize`: returns the report written into `model_dir`."""
+            quantization: str = "float16", strategy: tf.distribute.Strategy | None = None) -> dict:
+    """Train (under `strategy`, default: one device), then `finalize`: returns the report written into model_dir."""
     started = time.perf_counter()
     frame = load_metadata(Path(data_dir))
     split = split_by_lesion(frame, seed=train_config.seed)
-    network = build_network(model_config, weights=weights)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
-    stages = train(network, split, train_config, run_dir)
-    return finalize(network, split, model_dir, run_dir, train_config, quantization, stages, started)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        network = build_network(model_config, weights=weights)
+        stages = train(network, split, train_config, run_dir)
+    replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+    return finalize(network, split, model_dir, run_dir, train_config, quantization, stages, started, replicas)
 
 
 def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, train_config: TrainConfig,
-             quantization: str = "float16", stages: dict | None = None, started: float | None = None) -> dict:
+             quantization: str = "float16", stages: dict | None = None, started: float | None = None,
+             replicas: int = 1) -> dict:
     """Everything after training: fit the input warnings and calibration on train/validation, evaluate on test,
     export to TF.js, write the report; then replace `model_dir` with the result."""
     stages = dict(stages or {})
@@ -133,7 +136,7 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),
-                     "seed": train_config.seed, "date": datetime.date.today().isoformat()},
+                     "seed": train_config.seed, "date": datetime.date.today().isoformat(), "replicas": replicas},
     }
     write_report(report, staged)
     if model_dir.exists():

@@ -25,6 +25,32 @@ from .data import Split, class_weights
 from .model import Network, keras, load_inputs, tf
 
 TRAIN_CONFIG_NAME = "train_config.json"
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
+def distribution_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
+    """The tf.distribute strategy to build and train under.
+
+    default: one device; mirrored: every local GPU (or CPU device) holds a replica, gradients are all-reduced;
+    multi-worker: mirrored across the hosts named in the TF_CONFIG environment variable. `cpu_devices` > 1 splits
+    the CPU into that many logical devices first (to exercise mirrored training without GPUs); it must be called
+    before TensorFlow has run anything.
+    """
+    if name not in STRATEGIES:
+        raise SkinLesionError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+    if cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+        except RuntimeError as err:
+            raise SkinLesionError(f"cannot split the CPU into {cpu_devices} devices: {err}") from None
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 @dataclass(frozen=True)
