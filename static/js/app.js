@@ -1,30 +1,43 @@
-// The classifier page: takes photos (picker, camera, drop, paste), shows the model's answer, and reports
-// every problem on the page. Owns the DOM; the model lives in classifier.js.
+// The classifier page: takes photos (picker, folder, camera, drop, paste), lets the person frame the lesion,
+// shows the model's answer (one photo: a result card; several: a batch table), and reports every problem on the
+// page. Owns the DOM; the model lives in classifier.js, photo decoding in images.js.
 
+import { Batch } from './batch.js';
 import { backendLabel, selectBackend } from './backend.js';
+import { Camera, cameraProblem, cameraSupported } from './camera.js';
 import { load, numTensors, topK } from './classifier.js';
+import { CropStep } from './crop.js';
+import {
+  defaultFrame, drawFrame, fromBitmap, ImageProblem, looksLikeImage, modelInput, readImage, stem,
+} from './images.js';
 
-// Larger photos are scaled down before classification; 4096 px keeps a 50-megapixel photo's
-// float32 tensor near 200 MB instead of 600 MB, and leaves ordinary photos untouched.
-const MAX_SIDE = 4096;
-const SMALL_SIDE = 64;
-const HEIC = /\.(heic|heif)$/i;
+// Result images are drawn at most this wide (CSS pixels x device pixel ratio stay sharp in a 14rem column).
+const RESULT_WIDTH = 640;
 
 const root = document.querySelector('[data-metadata-url]');
+const byId = (id) => document.getElementById(id);
 const els = {
-  fileInput: document.getElementById('file-input'),
-  cameraInput: document.getElementById('camera-input'),
-  dropzone: document.getElementById('dropzone'),
-  progress: document.getElementById('model-progress'),
-  modelStatus: document.getElementById('model-status'),
-  backend: document.getElementById('backend'),
-  messages: document.getElementById('messages'),
-  results: document.getElementById('results'),
-  clear: document.getElementById('clear'),
-  template: document.getElementById('result-template'),
+  fileInput: byId('file-input'),
+  folderInput: byId('folder-input'),
+  cameraInput: byId('camera-input'),
+  cameraOpen: byId('camera-open'),
+  cropFirst: byId('crop-first'),
+  dropzone: byId('dropzone'),
+  progress: byId('model-progress'),
+  modelStatus: byId('model-status'),
+  backend: byId('backend'),
+  offline: byId('offline-status'),
+  messages: byId('messages'),
+  results: byId('results'),
+  clear: byId('clear'),
+  template: byId('result-template'),
 };
+const cropStep = new CropStep(byId('crop-dialog'));
+const camera = new Camera(byId('camera-dialog'));
+const batch = new Batch(byId('batch'));
 
 let queue = Promise.resolve();
+let cameraCount = 0;
 
 function formatPercent(p) {
   if (p < 0.001) return '<0.1%';
@@ -70,83 +83,23 @@ modelReady.catch((err) => {
   showMessage(`The model could not be loaded: ${err.message}`);
 });
 
-// ---------------------------------------------------------------- decoding
-
-// Unpremultiplied pixels: the WebGL backend uploads an ImageBitmap as stored, and premultiplied colours
-// would be darkened a second time when the classifier composites transparency on white (seen in Chromium).
-const DECODE = { imageOrientation: 'from-image', premultiplyAlpha: 'none' };
-
-async function decode(file) {
-  try {
-    return await createImageBitmap(file, DECODE);
-  } catch (err) {
-    // Browsers that predate the 'from-image' value (Chrome < 111, Safari < 16.4) reject it with a
-    // TypeError; they apply EXIF orientation by default anyway.
-    if (err?.name !== 'TypeError') throw err;
-    return createImageBitmap(file, { premultiplyAlpha: 'none' });
-  }
+// The model's answer for one input. Issue 4 (model side, not built yet) adds analyze(source) to classifier.js,
+// resolving to {results, camUrl, uncertain, outOfDistribution, alerts}; until a model has it, classify() is all
+// there is and the overlay and warning stay hidden.
+async function analyse(model, source) {
+  if (typeof model.analyze === 'function') return model.analyze(source);
+  return { results: await model.classify(source) };
 }
 
-async function downscale(bitmap) {
-  const side = Math.max(bitmap.width, bitmap.height);
-  if (side <= MAX_SIDE) return bitmap;
-  const scale = MAX_SIDE / side;
-  const smaller = await createImageBitmap(bitmap, {
-    resizeWidth: Math.max(1, Math.round(bitmap.width * scale)),
-    resizeHeight: Math.max(1, Math.round(bitmap.height * scale)),
-    resizeQuality: 'high',
-    premultiplyAlpha: 'none',
-  });
-  bitmap.close();
-  return smaller;
-}
+// ---------------------------------------------------------------- one photo: a result card
 
-function refuse(file) {
-  if (file.size === 0) return `${file.name}: the file is empty.`;
-  if (file.type && !file.type.startsWith('image/')) {
-    return `${file.name} is not an image (${file.type}). Choose a photo (JPEG or PNG).`;
-  }
-  return null;
-}
-
-function unreadable(file) {
-  if (HEIC.test(file.name) || /hei[cf]/i.test(file.type)) {
-    return `${file.name}: this browser cannot read HEIC/HEIF photos. Convert it to JPEG first (on an iPhone: `
-      + 'Settings > Camera > Formats > Most Compatible, or share the photo as JPEG).';
-  }
-  return `${file.name} could not be read as an image: the file may be damaged or in a format this browser `
-    + 'cannot open. Try a JPEG or PNG.';
-}
-
-// ---------------------------------------------------------------- results
-
-function renderResult(card, model, results, ms) {
-  const top = topK(results, 3);
-  const rank = new Map(top.map((r, i) => [r.code, i + 1]));
-  const best = model.classInfo(top[0].code) ?? top[0];
-
-  card.querySelector('.result-status').textContent = '';
-  card.querySelector('.top-name').textContent = best.name ?? top[0].name;
-  card.querySelector('.top-probability').textContent = formatPercent(top[0].probability);
-  card.querySelector('.top-description').textContent = best.description ?? '';
-  card.querySelector('.top-urgency').textContent = best.urgency ?? '';
-  card.querySelector('.result-top').hidden = false;
-
-  const alertBox = card.querySelector('.result-alert');
-  const alerts = model.alerts(results);
-  alertBox.textContent = alerts.map((a) => `The ${a.name.toLowerCase()} score (${formatPercent(a.probability)}) `
-    + `reaches the alert threshold (${formatPercent(a.threshold)}) chosen on validation images so that most `
-    + 'such lesions are caught. Have this lesion checked by a doctor.').join(' ');
-  alertBox.hidden = alerts.length === 0;
-
-  const bars = card.querySelector('.bars');
+function renderBars(bars, model, results) {
+  const rank = new Map(topK(results, 3).map((r, i) => [r.code, i + 1]));
   for (const r of results) {
     const info = model.classInfo(r.code) ?? {};
     const item = document.createElement('li');
     item.className = 'bar';
-    if (rank.has(r.code)) {
-      item.classList.add('bar-top', `bar-rank-${rank.get(r.code)}`);
-    }
+    if (rank.has(r.code)) item.classList.add('top', 'bar-top', `bar-rank-${rank.get(r.code)}`);
     const label = document.createElement('span');
     label.className = 'bar-label';
     if (rank.has(r.code)) {
@@ -180,64 +133,164 @@ function renderResult(card, model, results, ms) {
     bars.append(item);
   }
   bars.hidden = false;
+}
+
+function renderResult(card, model, analysis, ms) {
+  const { results } = analysis;
+  const [best] = topK(results, 1);
+  const info = model.classInfo(best.code) ?? best;
+  card.querySelector('.result-status').textContent = '';
+  card.querySelector('.top-name').textContent = info.name ?? best.name;
+  card.querySelector('.top-probability').textContent = formatPercent(best.probability);
+  card.querySelector('.top-description').textContent = info.description ?? '';
+  card.querySelector('.top-urgency').textContent = info.urgency ?? '';
+  card.querySelector('.result-top').hidden = false;
+
+  const alertBox = card.querySelector('.result-alert');
+  const alerts = analysis.alerts ?? model.alerts(results);
+  alertBox.textContent = alerts.map((a) => `The ${a.name.toLowerCase()} score (${formatPercent(a.probability)}) `
+    + `reaches the alert threshold (${formatPercent(a.threshold)}) chosen on validation images so that most `
+    + 'such lesions are caught. Have this lesion checked by a doctor.').join(' ');
+  alertBox.hidden = alerts.length === 0;
+
+  // Only what the model itself reports (see analyse()); nothing is shown when it reports nothing.
+  const warnings = [];
+  if (analysis.outOfDistribution) {
+    warnings.push('This does not look like the dermatoscopic lesion photos the model was trained on, so its '
+      + 'answer means little here.');
+  }
+  if (analysis.uncertain) {
+    warnings.push('The model is unsure about this photo: no class stands out clearly. Do not read much into the '
+      + 'ranking below.');
+  }
+  const warning = card.querySelector('.result-warning');
+  warning.textContent = warnings.join(' ');
+  warning.hidden = warnings.length === 0;
+  if (analysis.camUrl) {
+    const overlay = card.querySelector('.result-overlay');
+    overlay.src = analysis.camUrl;
+    overlay.alt = 'Where the model looked: warmer colours mark the areas that weighed most in its answer.';
+    overlay.hidden = false;
+  }
+
+  renderBars(card.querySelector('.bars'), model, results);
   card.querySelector('.result-meta').textContent = `Classified in ${Math.round(ms)} ms with ${backendLabel(model.backend)}.`;
 }
 
-function newCard(file, bitmap) {
+function newCard(image, frame) {
   const card = els.template.content.firstElementChild.cloneNode(true);
-  card.querySelector('.result-file').textContent = file.name || 'Pasted image';
-  const img = card.querySelector('.result-image');
-  const url = URL.createObjectURL(file);
-  const revoke = () => URL.revokeObjectURL(url);
-  img.addEventListener('load', revoke, { once: true });
-  img.addEventListener('error', revoke, { once: true });
-  img.alt = `Your photo ${file.name || ''}`.trim();
-  img.src = url;
-  card.querySelector('.result-size').textContent = `${bitmap.width} x ${bitmap.height} px`;
+  card.querySelector('.result-file').textContent = image.name;
+  const view = drawFrame(image.bitmap, frame, RESULT_WIDTH);
+  const shown = card.querySelector('.result-image');
+  shown.width = view.width;
+  shown.height = view.height;
+  shown.getContext('2d').drawImage(view, 0, 0);
+  shown.setAttribute('aria-label', `The part of ${image.name} the model looked at`);
+  const { width, height } = image.original;
+  const scale = width / image.bitmap.width;
+  const cut = `${Math.round(frame.width * scale)} x ${Math.round(frame.height * scale)}`;
+  card.querySelector('.result-size').textContent = `The model's view: ${cut} px of the ${width} x ${height} px photo.`;
   els.results.prepend(card);
   els.clear.hidden = false;
   return card;
 }
 
-async function classifyFile(file) {
-  const refusal = refuse(file);
-  if (refusal) {
-    showMessage(refusal);
-    return;
-  }
-  let bitmap;
-  try {
-    bitmap = await downscale(await decode(file));
-  } catch {
-    showMessage(unreadable(file));
-    return;
-  }
+async function classifyOne(image) {
   let card;
   try {
-    card = newCard(file, bitmap);
-    if (Math.min(bitmap.width, bitmap.height) < SMALL_SIDE) {
-      showMessage(`${file.name || 'The image'} is very small (${bitmap.width} x ${bitmap.height} px); `
-        + 'the result is unreliable. Use a sharper, closer photo.', 'warning');
-    }
-    card.querySelector('.result-status').textContent = 'Classifying...';
+    for (const note of image.notes) showMessage(note.text, note.kind);
     const model = await modelReady;
+    let frame = defaultFrame(image.bitmap, model.metadata.input);
+    if (els.cropFirst.checked) {
+      const choice = await cropStep.open(image.bitmap, model.metadata.input, image.name);
+      if (!choice) {
+        showMessage(`${image.name} was not classified (cancelled).`, 'info');
+        return;
+      }
+      if (choice.action === 'crop') frame = choice.frame;
+    }
+    card = newCard(image, frame);
+    card.querySelector('.result-status').textContent = 'Classifying...';
+    const source = modelInput(image.bitmap, frame, model.metadata.input);
     const started = performance.now();
-    const results = await model.classify(bitmap);
-    renderResult(card, model, results, performance.now() - started);
+    const analysis = await analyse(model, source);
+    renderResult(card, model, analysis, performance.now() - started);
+    card.querySelector('.result-file').focus({ preventScroll: false });
   } catch (err) {
     if (card) card.querySelector('.result-status').textContent = 'Not classified.';
-    showMessage(`${file.name || 'The image'} could not be classified: ${err.message}`);
+    showMessage(`${image.name} could not be classified: ${err.message}`);
   } finally {
-    bitmap.close();
+    image.bitmap.close();
   }
 }
 
-function handleFiles(files) {
-  const list = [...files];
-  if (list.length === 0) return;
+async function classifyFile(file) {
+  let image;
+  try {
+    image = await readImage(file);
+  } catch (err) {
+    showMessage(err instanceof ImageProblem ? err.message : `${file.name}: ${err.message}`);
+    return;
+  }
+  await classifyOne(image);
+}
+
+// ---------------------------------------------------------------- several photos: the batch table
+
+async function classifyInBatch(file) {
+  const name = file.webkitRelativePath || file.name || 'Pasted image';
+  if (batch.cancelled) {
+    batch.skip();
+    return;
+  }
+  batch.working(name);
+  let model;
+  try {
+    model = await modelReady;
+  } catch (err) {
+    batch.fail(name, `Not classified: the model could not be loaded (${err.message}).`);
+    return;
+  }
+  batch.setClasses(model.metadata.classes);
+  let image;
+  try {
+    image = await readImage(file);
+  } catch (err) {
+    batch.fail(name, err instanceof ImageProblem ? err.message : `${name}: ${err.message}`);
+    return;
+  }
+  try {
+    const source = modelInput(image.bitmap, defaultFrame(image.bitmap, model.metadata.input), model.metadata.input);
+    const { results } = await analyse(model, source);
+    batch.done(name, stem(file.name || 'pasted'), results);
+  } catch (err) {
+    batch.fail(name, `${name} could not be classified: ${err.message}`);
+  } finally {
+    image.bitmap.close();
+  }
+}
+
+function handleFiles(files, { fromFolder = false } = {}) {
+  let list = [...files];
+  if (fromFolder) {
+    const images = list.filter(looksLikeImage);
+    if (images.length < list.length) {
+      showMessage(`${list.length - images.length} file(s) in the folder are not images and were left out.`, 'info');
+    }
+    list = images;
+  }
+  if (list.length === 0) {
+    showMessage(fromFolder ? 'The folder holds no images.' : 'No file was chosen.', 'info');
+    return;
+  }
   // One at a time keeps memory flat when many files arrive together.
+  if (list.length === 1 && !fromFolder) {
+    queue = queue.then(() => classifyFile(list[0]));
+    return;
+  }
+  batch.add(list.length);
   for (const file of list) {
-    queue = queue.then(() => classifyFile(file));
+    queue = queue.then(() => classifyInBatch(file));
   }
 }
 
@@ -246,9 +299,9 @@ globalThis.skinlesionApp = { modelReady, idle: () => queue, numTensors };
 
 // ---------------------------------------------------------------- input
 
-for (const input of [els.fileInput, els.cameraInput]) {
-  input?.addEventListener('change', () => {
-    handleFiles(input.files);
+for (const input of [els.fileInput, els.cameraInput, els.folderInput]) {
+  input.addEventListener('change', () => {
+    handleFiles(input.files, { fromFolder: input === els.folderInput });
     input.value = ''; // choosing the same file again fires change again
   });
 }
@@ -282,9 +335,56 @@ document.addEventListener('paste', (event) => {
   handleFiles(files);
 });
 
+if (cameraSupported) {
+  els.cameraOpen.hidden = false;
+  els.cameraOpen.addEventListener('click', async () => {
+    let bitmap;
+    try {
+      bitmap = await camera.open();
+    } catch (err) {
+      showMessage(cameraProblem(err));
+      els.cameraOpen.focus();
+      return;
+    }
+    if (!bitmap) {
+      els.cameraOpen.focus();
+      return;
+    }
+    cameraCount += 1;
+    const image = await fromBitmap(`Camera picture ${cameraCount}`, bitmap);
+    queue = queue.then(() => classifyOne(image));
+  });
+}
+
 els.clear.addEventListener('click', () => {
   els.results.replaceChildren();
   els.messages.replaceChildren();
+  if (batch.finished === batch.total) batch.clear();
   els.clear.hidden = true;
   els.fileInput.focus();
 });
+
+// ---------------------------------------------------------------- offline
+
+// Registered once the model is in (or has failed), so caching the site never competes with the first load.
+async function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) {
+    els.offline.textContent = 'Offline use: not available in this browser.';
+    return;
+  }
+  const hadController = Boolean(navigator.serviceWorker.controller);
+  navigator.serviceWorker.addEventListener('controllerchange', () => {
+    if (hadController) {
+      showMessage('A new version of this site has been installed; reload the page to use it.', 'info');
+    }
+  });
+  try {
+    await navigator.serviceWorker.register('sw.js');
+    await navigator.serviceWorker.ready;
+    els.offline.textContent = 'Offline use: ready. This page and the model now work without a network.';
+  } catch (err) {
+    els.offline.textContent = `Offline use: not available (${err.message}).`;
+  }
+}
+
+modelReady.catch(() => {}).finally(registerServiceWorker);
