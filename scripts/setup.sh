@@ -15,4 +15,11 @@ if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get install -y -q chromium || { $sudo apt-get update -q && $sudo apt-get install -y -q chromium; }
 fi
-echo "setup done: .venv ready, chromium at /usr/bin/chromium"
+# axe-core (MPL-2.0) for the accessibility test, from the npm registry into node_modules/ (git-ignored); only its
+# axe.min.js is used, injected into the page under test.
+AXE_VERSION=4.14.1
+if [ ! -f node_modules/axe-core/axe.min.js ] \
+    || ! grep -q "\"version\": \"$AXE_VERSION\"" node_modules/axe-core/package.json; then
+  npm install --no-save --no-package-lock --no-audit --no-fund --silent "axe-core@$AXE_VERSION"
+fi
+echo "setup done: .venv ready, chromium at /usr/bin/chromium, axe-core $AXE_VERSION in node_modules/"

@@ -161,8 +161,12 @@ export class CropStep {
         (event.clientX - rect.left) / rect.width, (event.clientY - rect.top) / rect.height);
     }, { passive: false });
     els.viewport.addEventListener('pointerdown', (event) => {
-      els.viewport.setPointerCapture(event.pointerId);
       this.pointers.set(event.pointerId, { x: event.clientX, y: event.clientY });
+      try {
+        els.viewport.setPointerCapture(event.pointerId); // keep dragging when the pointer leaves the frame
+      } catch {
+        // a pointer the browser no longer tracks (already lifted): moves still arrive while it is over the frame
+      }
     });
     els.viewport.addEventListener('pointermove', (event) => this.onPointerMove(event));
     for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) {
