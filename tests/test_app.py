@@ -571,29 +571,61 @@ def test_360px_layout_has_no_sideways_scroll(browser, site_url, photos, tmp_path
 # ---------------------------------------------------------------- the reserved places for the model's analysis
 
 
-def test_analysis_from_the_model_fills_the_reserved_overlay_and_warning(page, site_url, photos):
-    """When classifier.js offers analyze() (issue 4, model side), the page shows its CAM and warnings; until then
-    both stay hidden. Here a stand-in analyze() checks the wiring only."""
+def test_activation_map_lies_over_the_model_view_and_warnings_show(page, site_url, tmp_path):
+    """The page draws analyze()'s map over the part of the photo the model saw, and shows its warnings. A stand-in
+    map (one hot cell, bottom right) makes the alignment checkable whatever the shipped model outputs."""
+    wide = _photo(tmp_path / "wide.png", size=(1000, 500))  # the centre crop cuts its sides
     open_ready(page, site_url)
     page.uncheck("#crop-first")
-    page.set_input_files("#file-input", str(photos["lesion"]))
-    page.wait_for_selector(".result .bars:not([hidden])")
-    assert page.locator(".result .result-overlay").is_hidden() and page.locator(".result .result-warning").is_hidden()
     page.evaluate("""async () => {
       const model = await globalThis.skinlesionApp.modelReady;
-      const c = document.createElement('canvas'); c.width = 4; c.height = 3;
-      const camUrl = c.toDataURL();
-      model.analyze = async (source) => ({results: await model.classify(source), camUrl, uncertain: true,
-                                          outOfDistribution: true, alerts: []});
+      const { centreCrop } = await import('./static/js/classifier.js');
+      const analyze = model.analyze;
+      model.analyze = async (source) => {
+        const real = await analyze(source);
+        const {width, height} = model.metadata.input;
+        const c = centreCrop(source.width, source.height, width, height);
+        const crop = {x: c.x / source.width, y: c.y / source.height, width: c.width / source.width,
+                      height: c.height / source.height};
+        return {...real, cam: {width: 2, height: 2, values: new Float32Array([0, 0, 0, 1]), crop},
+                uncertain: true, outOfDistribution: true};
+      };
     }""")
-    page.set_input_files("#file-input", str(photos["second"]))
-    _wait(page, "() => document.querySelectorAll('.result .bars:not([hidden])').length === 2")
-    card = page.locator(".result").first
-    overlay, image = card.locator(".result-overlay"), card.locator(".result-image")
-    assert overlay.is_visible()
-    assert overlay.bounding_box() == pytest.approx(image.bounding_box(), abs=1)
-    warning = card.locator(".result-warning").text_content()
+    page.set_input_files("#file-input", str(wide))
+    page.wait_for_selector(".result .bars:not([hidden])")
+    overlay = page.locator(".result .result-overlay")
+    assert overlay.is_visible() and page.is_visible(".result .result-map-toggle")
+    boxes = page.evaluate("""() => ['.result-overlay', '.result-image'].map((s) => {
+      const r = document.querySelector(`.result ${s}`).getBoundingClientRect();
+      return [r.x, r.y, r.width, r.height];
+    })""")
+    assert boxes[0] == pytest.approx(boxes[1], abs=0.5), boxes
+    alpha = page.evaluate("""() => {
+      const c = document.querySelector('.result .result-overlay');
+      const at = (fx, fy) => c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height),
+                                                             1, 1).data[3];
+      return [at(0.95, 0.9), at(0.05, 0.1), at(0.05, 0.9), at(0.95, 0.1)];
+    }""")
+    assert alpha[0] > 100 and max(alpha[1:]) < 40, f"hot cell not in the bottom-right of the view: {alpha}"
+    warning = page.text_content(".result .result-warning")
     assert "does not look like the dermatoscopic" in warning and "The model is unsure" in warning
+    page.uncheck(".result .result-map-toggle input")
+    assert overlay.is_hidden()
+
+
+def test_without_a_map_or_warnings_nothing_extra_is_shown(page, site_url, photos):
+    open_ready(page, site_url)
+    page.uncheck("#crop-first")
+    page.evaluate("""async () => {
+      const model = await globalThis.skinlesionApp.modelReady;
+      const analyze = model.analyze;
+      model.analyze = async (source) => ({...(await analyze(source)), cam: null, uncertain: false,
+                                          outOfDistribution: false});
+    }""")
+    page.set_input_files("#file-input", str(photos["lesion"]))
+    page.wait_for_selector(".result .bars:not([hidden])")
+    for hidden in (".result-overlay", ".result-map-toggle", ".result-warning"):
+        assert page.locator(f".result {hidden}").is_hidden(), hidden
 
 
 # ---------------------------------------------------------------- deployment: sub-path, offline, new build

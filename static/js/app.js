@@ -7,6 +7,7 @@ import { backendLabel, selectBackend } from './backend.js';
 import { Camera, cameraProblem, cameraSupported } from './camera.js';
 import { load, numTensors, topK } from './classifier.js';
 import { CropStep } from './crop.js';
+import { drawActivationMap } from './explain.js';
 import {
   defaultFrame, drawFrame, fromBitmap, ImageProblem, looksLikeImage, modelInput, readImage, stem,
 } from './images.js';
@@ -83,9 +84,8 @@ modelReady.catch((err) => {
   showMessage(`The model could not be loaded: ${err.message}`);
 });
 
-// The model's answer for one input. Issue 4 (model side, not built yet) adds analyze(source) to classifier.js,
-// resolving to {results, camUrl, uncertain, outOfDistribution, alerts}; until a model has it, classify() is all
-// there is and the overlay and warning stay hidden.
+// The model's answer for one input: {results, cam, uncertain, outOfDistribution, alerts} from analyze(), or
+// {results} alone from a classifier without it.
 async function analyse(model, source) {
   if (typeof model.analyze === 'function') return model.analyze(source);
   return { results: await model.classify(source) };
@@ -135,6 +135,27 @@ function renderBars(bars, model, results) {
   bars.hidden = false;
 }
 
+// The card shows the model's view only (the frame), so the map's crop, given as fractions of the source the
+// classifier received, is re-expressed as fractions of that view.
+function showActivationMap(card, cam, className) {
+  const { sourceSize: size, sourceFrame: frame } = card;
+  const crop = {
+    x: (cam.crop.x * size.width - frame.x) / frame.width,
+    y: (cam.crop.y * size.height - frame.y) / frame.height,
+    width: (cam.crop.width * size.width) / frame.width,
+    height: (cam.crop.height * size.height) / frame.height,
+  };
+  const overlay = card.querySelector('.result-overlay');
+  const toggle = card.querySelector('.result-map-toggle');
+  overlay.hidden = false; // laid out first: the map is drawn at the overlay's displayed size
+  drawActivationMap(overlay, { ...cam, crop });
+  overlay.setAttribute('aria-label', `Where the model found the most evidence for ${className}: yellow to red `
+    + 'marks the areas that weighed most.');
+  toggle.hidden = false;
+  const input = toggle.querySelector('input');
+  input.addEventListener('change', () => { overlay.hidden = !input.checked; });
+}
+
 function renderResult(card, model, analysis, ms) {
   const { results } = analysis;
   const [best] = topK(results, 1);
@@ -166,12 +187,7 @@ function renderResult(card, model, analysis, ms) {
   const warning = card.querySelector('.result-warning');
   warning.textContent = warnings.join(' ');
   warning.hidden = warnings.length === 0;
-  if (analysis.camUrl) {
-    const overlay = card.querySelector('.result-overlay');
-    overlay.src = analysis.camUrl;
-    overlay.alt = 'Where the model looked: warmer colours mark the areas that weighed most in its answer.';
-    overlay.hidden = false;
-  }
+  if (analysis.cam) showActivationMap(card, analysis.cam, info.name ?? best.name);
 
   renderBars(card.querySelector('.bars'), model, results);
   card.querySelector('.result-meta').textContent = `Classified in ${Math.round(ms)} ms with ${backendLabel(model.backend)}.`;
@@ -212,6 +228,8 @@ async function classifyOne(image) {
     card = newCard(image, frame);
     card.querySelector('.result-status').textContent = 'Classifying...';
     const source = modelInput(image.bitmap, frame, model.metadata.input);
+    card.sourceSize = { width: source.width, height: source.height };
+    card.sourceFrame = source === image.bitmap ? frame : { x: 0, y: 0, width: source.width, height: source.height };
     const started = performance.now();
     const analysis = await analyse(model, source);
     renderResult(card, model, analysis, performance.now() - started);
