@@ -62,6 +62,10 @@ def export_variant(network, model_dir: Path, folder: Path, quantization: str) ->
     return variant
 
 
+def _weights(tfjs_dir: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(tfjs_dir.glob("*.bin"))]
+
+
 def _gzip_bytes(tfjs_dir: Path) -> int:
     return sum(len(gzip.compress(p.read_bytes(), compresslevel=9)) for p in tfjs_dir.iterdir()
                if p.name != "metadata.json")
@@ -153,8 +157,12 @@ def main(argv: list[str] | None = None) -> None:
             p = browser_probabilities(browser, site_dir, args.data, names, args.chunk, args.timeout * 1000)
             results[q] = {"p": p, "bytes": model_bytes(variant / TFJS_DIR), "gzip": _gzip_bytes(variant / TFJS_DIR),
                           "seconds": time.perf_counter() - started}
+            same = ""
+            if q == metadata.get("quantization"):
+                same = "; weights identical to the shipped model's: " + (
+                    "yes" if _weights(variant / TFJS_DIR) == _weights(args.model / TFJS_DIR) else "NO")
             print(f"  {q}: exported and built in {export_s:.0f} s, {len(p)} images classified in "
-                  f"{results[q]['seconds']:.0f} s", flush=True)
+                  f"{results[q]['seconds']:.0f} s{same}", flush=True)
     if not args.no_keras:
         started = time.perf_counter()
         results["keras"] = {"p": keras_probabilities(network, paths), "bytes": None, "gzip": None,
