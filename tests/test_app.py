@@ -320,6 +320,27 @@ def test_batch_table_progress_csv_and_flat_memory(page, site_url, site_dir, phot
     _wait(page, "() => seenUrls.created.length === 1 && seenUrls.revoked.includes(seenUrls.created[0])", 5000)
 
 
+def test_batch_stop_skips_the_rest(page, site_url, photos):
+    open_ready(page, site_url)
+    data = [base64.b64encode(photos[k].read_bytes()).decode() for k in ("lesion", "halves", "second")]
+    # choose three files and press Stop in the same task, before the first one is read
+    page.evaluate("""(files) => {
+      const dt = new DataTransfer();
+      files.forEach((b64, i) => dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
+                                                      `photo${i}.png`, {type: 'image/png'})));
+      const input = document.getElementById('file-input');
+      input.files = dt.files;
+      input.dispatchEvent(new Event('change'));
+      document.getElementById('batch-stop').click();
+    }""", data)
+    _idle(page)
+    assert page.text_content("#batch-status") == "Done: 0 of 3 photos classified, 3 skipped (stopped)."
+    assert page.is_disabled("#batch-csv") and page.is_disabled("#batch-stop")
+    page.set_input_files("#file-input", [str(photos["lesion"]), str(photos["second"])])  # a new batch runs again
+    _idle(page)
+    assert page.text_content("#batch-status") == "Done: 2 of 5 photos classified, 3 skipped (stopped)."
+
+
 def _shown_percentages_row(page, index: int) -> list[float | None]:
     cells = page.locator(".batch-table tbody tr").nth(index).locator("td").all_text_contents()[2:]
     return [None if v.startswith("<") else float(v.rstrip("%")) for v in cells]

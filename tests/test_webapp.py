@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_module
 import json
 import re
 import shutil
@@ -93,6 +94,16 @@ def test_cache_version_survives_odd_model_versions(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("x")
     assert webapp.cache_version(tmp_path, ["a.txt"], "").startswith("unversioned-")
     assert webapp.cache_version(tmp_path, ["a.txt"], "v1/../'x'").startswith("v1..x-")
+
+
+def test_privacy_section_quotes_the_csp_the_page_declares(built: Path) -> None:
+    html = (built / "index.html").read_text(encoding="utf-8")
+    privacy = html[html.index('<section id="privacy"'):]
+    privacy = " ".join(html_module.unescape(privacy[:privacy.index("</section>")]).split())
+    assert site.CSP in privacy
+    for fact in ("Nothing is uploaded", "No third party is contacted", "Nothing is stored unless you ask",
+                 "service worker", "never stores photos or results"):
+        assert fact in privacy, fact
 
 
 def test_pages_workflow_builds_and_deploys_dist() -> None:

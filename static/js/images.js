@@ -209,14 +209,22 @@ function sameBox(a, b) {
  * behind transparent pixels (as the classifier composites them).
  */
 export function drawFrame(bitmap, frame, maxWidth) {
-  const width = Math.max(1, Math.round(Math.min(frame.width, maxWidth)));
-  const height = Math.max(1, Math.round(width * frame.height / frame.width));
+  let { x, y, width: w, height: h } = frame;
+  if (w <= maxWidth) {
+    // Whole source pixels, copied 1:1: no resampling blur from a fractional frame.
+    x = Math.round(x);
+    y = Math.round(y);
+    w = Math.max(1, Math.min(Math.round(w), bitmap.width - x));
+    h = Math.max(1, Math.min(Math.round(h), bitmap.height - y));
+  }
+  const width = Math.max(1, Math.round(Math.min(w, maxWidth)));
+  const height = Math.max(1, Math.round(width * h / w));
   const out = canvas(width, height);
   const ctx = out.getContext('2d');
   ctx.fillStyle = '#fff';
   ctx.fillRect(0, 0, width, height);
   ctx.imageSmoothingQuality = 'high';
-  ctx.drawImage(bitmap, frame.x, frame.y, frame.width, frame.height, 0, 0, width, height);
+  ctx.drawImage(bitmap, x, y, w, h, 0, 0, width, height);
   return out;
 }
 
