@@ -131,7 +131,7 @@ export function selectBackend({ forced = forcedFromUrl() } = {}) {
   return selection;
 }
 
-/** A short human-readable label for a backend name. */
+/** A short human-readable label for a backend name; it names the ?backend= value too. */
 export function backendLabel(name) {
-  return { webgl: 'WebGL', wasm: 'WebAssembly', cpu: 'plain JavaScript (slow)' }[name] ?? name;
+  return { webgl: 'WebGL', wasm: 'WebAssembly (wasm)', cpu: 'plain JavaScript (cpu, slow)' }[name] ?? name;
 }
