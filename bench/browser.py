@@ -21,11 +21,8 @@ figure to track, since absolute times depend on the machine. Prints figures only
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
 import json
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -34,7 +31,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from common import DEFAULT_DATA, DEFAULT_MODEL, READY_OBSERVER, chromium, served, test_split, wait_ready
+from common import (DEFAULT_DATA, DEFAULT_MODEL, READY_OBSERVER, chromium, machine, served, test_split,
+                    wait_ready)
 
 from skinlesion.site import build_site
 
@@ -424,8 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown backend {unknown[0]!r}; valid: {', '.join(BACKENDS)}")
     paths, _ = test_split(args.model, args.data, args.images)
 
-    print(f"browser benchmark, {datetime.date.today()}, {platform.node()}: {os.cpu_count()} CPUs, "
-          f"{platform.machine()}, no GPU assumed")
+    print(f"browser benchmark, {machine()}")
     print(f"model {args.model}: {_describe(args.model)}")
     native = time_native(args.model, paths[:args.images])
     print(f"native TensorFlow {native['version']} (Keras model in a tf.function, CPU, intra-op threads "

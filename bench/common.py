@@ -7,6 +7,9 @@ a thread; launches `/usr/bin/chromium` headless through Playwright. Writes nothi
 from __future__ import annotations
 
 import contextlib
+import datetime
+import os
+import platform
 import sys
 import threading
 from pathlib import Path
@@ -40,6 +43,13 @@ READY_OBSERVER = """(() => {
   const observer = new MutationObserver(() => { if (check()) observer.disconnect(); });
   observer.observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
 })();"""
+
+
+def machine() -> str:
+    """Date, host, CPUs and load: other work on the machine slows every timing down."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.node()} ({platform.machine()}): {os.cpu_count()} "
+            f"CPUs, load average {load} (1/5/15 min) at the start")
 
 
 def test_split(model_dir: Path, data_dir: Path, limit: int | None = None) -> tuple[list[Path], list[int]]:

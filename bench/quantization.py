@@ -14,18 +14,16 @@ Prints figures and the smallest variant within 0.5 balanced-accuracy points of f
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import DEFAULT_DATA, DEFAULT_MODEL, READY_OBSERVER, chromium, served, test_split, wait_ready
+from common import (DEFAULT_DATA, DEFAULT_MODEL, READY_OBSERVER, chromium, machine, served, test_split,
+                    wait_ready)
 
 from skinlesion.classes import CODES
 from skinlesion.evaluate import metrics
@@ -138,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     with np.load(args.model / WEIGHTS_NAME) as stored:
         stored_dtypes = sorted({str(stored[k].dtype) for k in stored.files})
 
-    print(f"quantization benchmark, {datetime.date.today()}, {platform.node()}: {os.cpu_count()} CPUs")
+    print(f"quantization benchmark, {machine()}")
     print(f"model {args.model}: alpha {network.config.alpha}, input {network.config.height}x{network.config.width}, "
           f"weights stored as {', '.join(stored_dtypes)} ({WEIGHTS_NAME}); shipped TF.js: "
           f"{metadata.get('quantization')}, {model_bytes(args.model / TFJS_DIR):,} bytes")
