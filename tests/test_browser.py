@@ -148,3 +148,29 @@ def test_non_image_gets_a_message_and_the_page_keeps_working(page, site_url, tes
     page.set_input_files("#file-input", str(test_images[0]))
     page.wait_for_selector(".result .bars:not([hidden])")
     assert not [e for e in page.watch.errors if "pageerror" in e], page.watch
+
+
+def test_warnings_fire_on_the_right_images(page, site_url, site_dir, test_images, keras_probabilities):
+    """The shipped model in the browser: a brick wall is out of distribution; a clear lesion is neither out of
+    distribution nor uncertain (thresholds from the metadata, chosen on validation)."""
+    import json
+
+    from conftest import SHARED
+    metadata = json.loads((SHIPPED_MODEL / "tfjs" / "metadata.json").read_text())
+    clear = [p for p, probs in zip(test_images, keras_probabilities) if probs.max() > metadata["uncertain_below"]]
+    assert clear, "no confidently classified image among the test images"
+    shutil.copy(SHARED / "data" / "out_of_distribution" / "non_skin" / "brick.jpg", site_dir / "test-images")
+    open_ready(page, site_url)
+    analyses = page.evaluate("""async (urls) => {
+      const model = await globalThis.skinlesionApp.modelReady;
+      const out = [];
+      for (const url of urls) {
+        const bitmap = await createImageBitmap(await (await fetch(url)).blob());
+        const a = await model.analyze(bitmap);
+        out.push({ood: a.outOfDistribution, uncertain: a.uncertain, score: a.oodScore});
+      }
+      return out;
+    }""", [f"{site_url}test-images/brick.jpg", f"{site_url}test-images/{clear[0].name}"])
+    brick, lesion = analyses
+    assert brick["ood"] and brick["score"] > metadata["ood_threshold"], brick
+    assert not lesion["ood"] and not lesion["uncertain"], lesion
