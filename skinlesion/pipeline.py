@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import SkinLesionError, log
-from . import ood
+from . import SkinLesionError, log, ood
 from .classes import index_of
 from .data import Split, load_metadata, split_by_lesion
 from .evaluate import (
@@ -33,7 +32,6 @@ from .evaluate import (
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, load_inputs, load_network, predict_all, tf
-from .ood import fit_projection
 from .train import TrainConfig, train
 
 SPLIT_NAME = "split.csv"
@@ -80,7 +78,7 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
         shutil.rmtree(staged)
 
     t = time.perf_counter()
-    network.set_ood_projection(*fit_projection(_embed_frame(network, split.train), network.config.ood_components))
+    network.set_ood_projection(*ood.fit_projection(_embed_frame(network, split.train), network.config.ood_components))
     # From here on work with what ships: float16 weights, saved and read back.
     network.save(staged)
     network = load_network(staged)
