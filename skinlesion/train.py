@@ -62,11 +62,11 @@ class TrainConfig:
     batch_size: int = 32
     head_epochs: int = 30  # cheap: the head trains on pooled features computed once
     head_learning_rate: float = 1e-3
-    fine_tune_epochs: int = 10
+    fine_tune_epochs: int = 22
     fine_tune_learning_rate: float = 2e-4
     class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     label_smoothing: float = 0.1
-    early_stopping_patience: int = 3
+    early_stopping_patience: int = 6
     rotation: float = 0.5  # fraction of a full turn each way (0.5 = any angle)
     shift: float = 0.1
     zoom: float = 0.1
