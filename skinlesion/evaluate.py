@@ -43,18 +43,19 @@ def _rates(positive: np.ndarray, flagged: np.ndarray) -> dict:
             "true_positives": tp, "false_negatives": fn, "true_negatives": tn, "false_positives": fp}
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE of the top-1 confidence over equal-width bins (Guo et al. 2017)."""
+def _confidence_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int) -> list[tuple[float, float, float]]:
+    """(share of images, mean top-1 confidence, share correct) for each non-empty equal-width confidence bin."""
     confidence = probabilities.max(1)
     correct = probabilities.argmax(1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
+    which = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1]), 0, bins - 1)
+    return [((which == b).mean(), confidence[which == b].mean(), correct[which == b].mean())
+            for b in range(bins) if (which == b).any()]
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-1 confidence over equal-width bins (Guo et al. 2017)."""
+    return float(sum(share * abs(accuracy - confidence)
+                     for share, confidence, accuracy in _confidence_bins(probabilities, labels, bins)))
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -177,12 +178,8 @@ def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     """Reliability diagram (top-1 confidence vs accuracy) before and after temperature scaling."""
     fig, ax = plt.subplots(figsize=(5.6, 5.2))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-    edges = np.linspace(0, 1, bins + 1)
     for probs, label in ((before, "before"), (after, "after temperature scaling")):
-        confidence, correct = probs.max(1), probs.argmax(1) == labels
-        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-        xs = [confidence[which == b].mean() for b in range(bins) if (which == b).any()]
-        ys = [correct[which == b].mean() for b in range(bins) if (which == b).any()]
+        _, xs, ys = zip(*_confidence_bins(probs, labels, bins))
         ece = expected_calibration_error(probs, labels, bins)
         ax.plot(xs, ys, marker="o", label=f"{label} (ECE {ece:.3f})")
     ax.set_xlabel("confidence of the top class")
