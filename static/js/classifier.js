@@ -99,7 +99,7 @@ function activationMap(classMaps, index) {
  * Loads the model described by the metadata JSON at `metadataUrl` and warms it up.
  * @param {string} metadataUrl URL of metadata.json (relative URLs resolve against the page)
  * @param {{onProgress?: (fraction: number) => void}} [options]
- * @returns {Promise<{metadata: object, backend: string, classify: Function, classifyTopK: Function,
+ * @returns {Promise<{metadata: object, backend: string, classify: Function, analyze: Function,
  *   dispose: Function}>}
  */
 export async function load(metadataUrl, { onProgress } = {}) {
@@ -239,8 +239,6 @@ export async function load(metadataUrl, { onProgress } = {}) {
     backend: backend.name,
     classify,
     analyze,
-    /** The k most probable classes, highest first. */
-    classifyTopK: async (source, k = 3) => topK(await classify(source), k),
     /** The metadata entry (code, name, description, urgency, ...) for a class code. */
     classInfo: (code) => classes.find((c) => c.code === code),
     alerts,
