@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 
 from skinlesion import SkinLesionError
-from skinlesion.webapp import MANIFEST, THEME_COLOR, add_offline_support
+from skinlesion.webapp import ISOLATION_HEADERS, MANIFEST, THEME_COLOR, add_offline_support
 
 log = logging.getLogger("skinlesion")
 
@@ -28,11 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "web_templates"
 STATIC_DIR = ROOT / "static"
 
-# Only the page's own origin. 'wasm-unsafe-eval' lets WebAssembly compile (the TF.js wasm backend);
-# blob: workers are what TF.js's threaded wasm build would start.
+# Only the page's own origin. 'wasm-unsafe-eval' lets WebAssembly compile (the TF.js wasm backend). TF.js's threaded
+# wasm build starts its workers from blob: URLs and they load the backend's code from another blob: URL, so blob:
+# is allowed for workers and scripts; a blob: URL is made by the page's own scripts and is no network access.
+# form-action 'self': the settings form reloads the page with its choices in the query.
 CSP = (
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; "
-    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'none'"
+    "default-src 'self'; script-src 'self' blob: 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'"
 )
 
 # template -> output file
@@ -360,7 +362,7 @@ def _facts(report: dict, metadata: dict) -> list[dict]:
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files with the MIME types the page needs (ES modules, WebAssembly) and no caching."""
+    """Static files with the MIME types the page needs (ES modules, WebAssembly), no caching, cross-origin isolated."""
 
     extensions_map = {
         **http.server.SimpleHTTPRequestHandler.extensions_map,
@@ -371,20 +373,35 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         ".webmanifest": "application/manifest+json",
     }
 
+    isolate = True  # send ISOLATION_HEADERS
+
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-cache")
+        if self.isolate:
+            for name, value in ISOLATION_HEADERS.items():
+                self.send_header(name, value)
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
-    """An HTTP server for the built site in `out_dir` (port 0 picks a free port); call serve_forever() on it."""
+class _PlainHandler(_Handler):
+    """As a host that sends no headers of its own (GitHub Pages): only the service worker can isolate the page."""
+
+    isolate = False
+
+
+def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 8000,
+                isolate: bool = True) -> http.server.ThreadingHTTPServer:
+    """An HTTP server for the built site in `out_dir` (port 0 picks a free port); call serve_forever() on it.
+
+    `isolate`: send the cross-origin isolation headers (False behaves like GitHub Pages, for tests).
+    """
     out_dir = Path(out_dir)
     if not (out_dir / "index.html").is_file():
         raise SkinLesionError(f"{out_dir / 'index.html'} not found: build the site first with `python build.py`.")
-    handler = functools.partial(_Handler, directory=str(out_dir))
+    handler = functools.partial(_Handler if isolate else _PlainHandler, directory=str(out_dir))
     return http.server.ThreadingHTTPServer((host, port), handler)
 
 

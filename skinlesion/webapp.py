@@ -20,6 +20,11 @@ MANIFEST = "manifest.webmanifest"
 THEME_COLOR = "#084885"  # the header's colour (--accent-dark in style.css)
 BACKGROUND_COLOR = "#ffffff"
 
+# Cross-origin isolation: with these on the page's response, SharedArrayBuffer exists and TF.js runs WebAssembly on
+# several threads. `site.serve` sends them; on hosts that cannot (GitHub Pages) the service worker adds them to the
+# pages it answers, so from the second visit on the page is isolated there too.
+ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
+
 # (file, size, purpose). "maskable" icons are cropped to a circle or squircle by the launcher, so their drawing
 # keeps to the central 80% and their background fills the whole square.
 ICONS = (("icons/icon-192.png", 192, "any"), ("icons/icon-512.png", 512, "any"),
@@ -40,7 +45,8 @@ def add_offline_support(site_dir: Path, env: jinja2.Environment, metadata: dict)
     # "./" is how the page is reached at the site root (https://user.github.io/repo/); index.html is the same file
     # under its name (links in the site use it).
     urls = ["./", *files]
-    script = env.get_template(SERVICE_WORKER).render(version=version, precache=urls)
+    script = env.get_template(SERVICE_WORKER).render(version=version, precache=urls,
+                                                     isolation_headers=ISOLATION_HEADERS)
     (site_dir / SERVICE_WORKER).write_text(script, encoding="utf-8")
     return version
 

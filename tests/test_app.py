@@ -98,11 +98,12 @@ def _photo(path: Path, size=(800, 600), colours=(COLOUR_A, COLOUR_B), mode="RGB"
     return path
 
 
-def _serve(folder: Path):
-    """(base URL, stop) for a static server on `folder` (it must hold an index.html)."""
+def _serve(folder: Path, isolate: bool = True):
+    """(base URL, stop) for a static server on `folder` (it must hold an index.html); `isolate=False`: no headers of
+    its own, like GitHub Pages."""
     from skinlesion.site import make_server
 
-    server = make_server(folder, port=0)
+    server = make_server(folder, port=0, isolate=isolate)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     stopped = []
 
@@ -654,7 +655,7 @@ def test_without_a_map_or_warnings_nothing_extra_is_shown(page, site_url, photos
 
 def test_site_under_a_sub_path_stays_under_it(browser, site_dir, photos, tmp_path):
     _under_sub_path(site_dir, tmp_path)
-    base, stop = _serve(tmp_path)
+    base, stop = _serve(tmp_path, isolate=False)
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -676,7 +677,7 @@ def test_site_under_a_sub_path_stays_under_it(browser, site_dir, photos, tmp_pat
 
 def test_second_visit_works_with_the_network_cut(browser, site_dir, photos, tmp_path):
     site = _under_sub_path(site_dir, tmp_path)
-    base, stop = _serve(tmp_path)
+    base, stop = _serve(tmp_path, isolate=False)
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -696,6 +697,51 @@ def test_second_visit_works_with_the_network_cut(browser, site_dir, photos, tmp_
     finally:
         context.close()
         stop()
+
+
+def test_on_a_host_without_headers_the_service_worker_isolates_the_next_visit(browser, site_dir, tmp_path):
+    _under_sub_path(site_dir, tmp_path)
+    base, stop = _serve(tmp_path, isolate=False)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.watch = conftest.PageWatch(page)
+        url = f"{base}sub/path/?backend=wasm"
+        open_ready(page, url)
+        assert page.evaluate("crossOriginIsolated") is False
+        assert "one thread" in page.text_content("#threads-note")
+        _wait_for_service_worker(page)
+        page.reload()
+        open_ready(page, url)
+        assert page.evaluate("crossOriginIsolated") is True, page.watch
+        assert page.evaluate("typeof SharedArrayBuffer") == "function"
+        threads = page.evaluate("tf.wasm.getThreadsCount()")
+        assert f"{threads} thread" in page.text_content("#backend")
+        assert "processor core" in page.text_content("#threads-note")
+        assert page.watch.errors == [], page.watch
+    finally:
+        context.close()
+        stop()
+
+
+def test_settings_choose_the_backend_and_threads(page, site_url):
+    open_ready(page, site_url)
+    assert page.evaluate("crossOriginIsolated") is True  # `serve` sends the isolation headers
+    page.click(".settings summary")
+    page.select_option("#setting-backend", "cpu")
+    page.select_option("#setting-threads", "1")
+    page.click("#settings-form button[type=submit]")
+    page.wait_for_url("**/index.html?backend=cpu&threads=1")
+    open_ready(page, page.url)
+    assert "plain JavaScript" in page.text_content("#backend")
+    assert "chosen in the settings" in page.text_content("#backend")
+    assert page.input_value("#setting-backend") == "cpu" and page.input_value("#setting-threads") == "1"
+    page.select_option("#setting-backend", "wasm")
+    page.click("#settings-form button[type=submit]")
+    page.wait_for_url("**/index.html?backend=wasm&threads=1")
+    open_ready(page, page.url)
+    assert "WebAssembly (wasm), 1 thread:" in page.text_content("#backend")
+    assert page.watch.errors == [], page.watch
 
 
 def test_a_new_build_replaces_the_old_cache(browser, site_dir, tmp_path):

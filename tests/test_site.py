@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from skinlesion import SkinLesionError, classes, site
+from skinlesion.webapp import ISOLATION_HEADERS
 
 # A valid 1x1 PNG; the site only copies plot files, it never decodes them.
 PNG_1X1 = bytes.fromhex(
@@ -306,6 +307,8 @@ def test_server_sends_wasm_and_module_mime_types(built: Path) -> None:
                            ("index.html", "text/html")):
             with urllib.request.urlopen(base + path, timeout=10) as r:
                 assert r.headers.get_content_type() == mime, f"{path}: {r.headers['Content-Type']}"
+                for name, value in ISOLATION_HEADERS.items():  # cross-origin isolated: WASM may use threads
+                    assert r.headers[name] == value, (path, name)
     finally:
         server.shutdown()
         server.server_close()

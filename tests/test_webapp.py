@@ -69,6 +69,13 @@ def test_service_worker_follows_the_basic_sample(built: Path) -> None:
     assert "importScripts" not in text and "http" not in text.split("const PRECACHE")[1].split(";")[0]
 
 
+def test_service_worker_adds_the_isolation_headers_to_pages(built: Path) -> None:
+    text = (built / "sw.js").read_text(encoding="utf-8")
+    headers = re.search(r"^const ISOLATION_HEADERS = (.+);$", text, re.M)
+    assert headers and json.loads(headers.group(1)) == webapp.ISOLATION_HEADERS
+    assert "navigation ? isolated(response) : response" in text
+
+
 def test_same_inputs_same_version_any_change_a_new_one(model_dir: Path, tmp_path: Path,  # noqa: F811
                                                        monkeypatch) -> None:
     first, _ = _sw(site.build_site(model_dir, tmp_path / "a"))

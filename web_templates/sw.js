@@ -15,6 +15,18 @@ const CACHE = PREFIX + VERSION;
 // Relative to this file, so the site works under any path.
 const PRECACHE = {{ precache|tojson }};
 
+// Added to every page this worker answers: they make the page cross-origin isolated, which lets TF.js run
+// WebAssembly on several threads, on hosts (GitHub Pages) that cannot send headers of their own. Every file of the
+// site is same-origin, so requiring CORP/CORS of cross-origin resources blocks nothing the site uses.
+const ISOLATION_HEADERS = {{ isolation_headers|tojson }};
+
+function isolated(response) {
+  if (response.type === 'opaqueredirect' || response.status === 0) return response;
+  const headers = new Headers(response.headers);
+  for (const [name, value] of Object.entries(ISOLATION_HEADERS)) headers.set(name, value);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
     const cache = await caches.open(CACHE);
@@ -41,7 +53,8 @@ self.addEventListener('fetch', (event) => {
   event.respondWith((async () => {
     const cache = await caches.open(CACHE);
     // A page opened with a query (index.html?backend=wasm) is still the cached page.
-    const cached = await cache.match(request, { ignoreSearch: request.mode === 'navigate' });
-    return cached ?? fetch(request);
+    const navigation = request.mode === 'navigate';
+    const response = (await cache.match(request, { ignoreSearch: navigation })) ?? await fetch(request);
+    return navigation ? isolated(response) : response;
   })());
 });

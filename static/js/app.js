@@ -3,7 +3,9 @@
 // page. Owns the DOM; the model lives in classifier.js, photo decoding in images.js.
 
 import { Batch } from './batch.js';
-import { backendLabel, selectBackend } from './backend.js';
+import {
+  BACKENDS, backendLabel, selectBackend, threadsPossible, urlSetting,
+} from './backend.js';
 import { Camera, cameraProblem, cameraSupported } from './camera.js';
 import { load, numTensors, topK } from './classifier.js';
 import { CropStep } from './crop.js';
@@ -53,13 +55,35 @@ function showMessage(text, kind = 'error') {
   els.clear.hidden = false;
 }
 
+// ---------------------------------------------------------------- settings
+
+// The settings form's choices, with the page's current ones selected (the form reloads the page with them).
+function fillSettings() {
+  const backend = byId('setting-backend');
+  const threads = byId('setting-threads');
+  for (const name of BACKENDS) backend.add(new Option(backendLabel(name), name));
+  const cores = Math.max(1, navigator.hardwareConcurrency || 1);
+  for (let n = 1; n <= Math.max(cores, 2); n++) threads.add(new Option(String(n), String(n)));
+  backend.value = BACKENDS.includes(urlSetting('backend')) ? urlSetting('backend') : '';
+  threads.value = [...threads.options].some((o) => o.value === urlSetting('threads')) ? urlSetting('threads') : '';
+  if (backend.value || threads.value) backend.closest('details').open = true;  // show the choices in force
+  byId('threads-note').textContent = threadsPossible()
+    ? `This device reports ${cores} processor core${cores === 1 ? '' : 's'}.`
+    : 'Here WebAssembly runs on one thread: threads need a cross-origin isolated page. Served by '
+      + '`python build.py --serve` it is; on GitHub Pages it becomes so from the next visit, once offline use '
+      + 'is ready.';
+}
+
+fillSettings();
+
 // ---------------------------------------------------------------- model
 
 const modelReady = (async () => {
   selectBackend().then(
     (b) => {
       const notes = b.notes.length ? ` (${b.notes.join('; ')})` : '';
-      els.backend.textContent = `${backendLabel(b.name)}: ${b.reason}${notes}`;
+      const threads = b.threads ? `, ${b.threads} thread${b.threads === 1 ? '' : 's'}` : '';
+      els.backend.textContent = `${backendLabel(b.name)}${threads}: ${b.reason}${notes}`;
     },
     () => { els.backend.textContent = 'none'; },
   );

@@ -2,7 +2,9 @@
 //
 // Order: WebGL when the WebGL renderer is a real GPU, else WASM, else CPU. A software WebGL renderer
 // (SwiftShader, llvmpipe) is ~10x slower than WASM on the same CPU, so it only comes after WASM.
-// `?backend=webgl|wasm|cpu` in the page URL forces a backend to be tried first (for testing and benchmarks).
+// `?backend=webgl|wasm|cpu` in the page URL forces a backend to be tried first (the page's settings form and the
+// benchmarks set it). WASM runs on several threads when the page is cross-origin isolated (SharedArrayBuffer
+// exists): as many as the CPU has logical cores, or `?threads=N`.
 //
 // Expects the classic scripts tf.min.js and tf-backend-wasm.min.js to have set the global `tf`.
 
@@ -67,17 +69,30 @@ export function backendOrder(webgl, forced = null) {
   return order;
 }
 
-function forcedFromUrl() {
-  const search = globalThis.location?.search ?? '';
-  const value = new URLSearchParams(search).get('backend');
+/** A setting from the page URL's query (`?backend=wasm&threads=2`), lower-cased; null when absent or empty. */
+export function urlSetting(name) {
+  const value = new URLSearchParams(globalThis.location?.search ?? '').get(name);
   return value ? value.toLowerCase() : null;
 }
 
-async function trySetBackend(name) {
+/** Whether WASM can use threads here: they need SharedArrayBuffer, which only a cross-origin isolated page has. */
+export function threadsPossible() {
+  return Boolean(globalThis.crossOriginIsolated) && typeof SharedArrayBuffer === 'function';
+}
+
+/** The WASM thread count to ask for: a positive integer `wanted`, else one per logical core. */
+export function threadCount(wanted, cores = globalThis.navigator?.hardwareConcurrency) {
+  const n = Number(wanted);
+  if (Number.isInteger(n) && n > 0) return n;
+  return Math.max(1, Number(cores) || 1);
+}
+
+async function trySetBackend(name, threads) {
   if (name === 'wasm') {
     if (!tf.wasm) return 'the WASM backend script did not load';
-    // Must run before the wasm backend initialises; later calls are ignored by TF.js.
+    // Both must run before the wasm backend initialises; later calls are ignored by TF.js.
     tf.wasm.setWasmPaths(WASM_DIR);
+    if (threadsPossible()) tf.wasm.setThreadsCount(threadCount(threads));
   }
   try {
     // setBackend resolves to false (not an exception) when the backend fails to initialise, and then
@@ -102,7 +117,7 @@ function explain(name, webgl) {
   return 'the other backends did not start';
 }
 
-async function select(forced) {
+async function select(forced, threads) {
   if (!tf) throw new Error('TensorFlow.js did not load (static/vendor/tfjs/tf.min.js).');
   const webgl = probeWebGL();
   const notes = [];
@@ -110,11 +125,12 @@ async function select(forced) {
     notes.push(`ignored unknown backend "${forced}" (valid: ${BACKENDS.join(', ')})`);
   }
   for (const name of backendOrder(webgl, forced)) {
-    const failure = await trySetBackend(name);
+    const failure = await trySetBackend(name, threads);
     if (failure === null) {
       backendName = name;
-      const reason = name === forced ? 'chosen in the page URL' : explain(name, webgl);
-      return { name, reason, renderer: webgl.renderer, notes };
+      const reason = name === forced ? 'chosen in the settings' : explain(name, webgl);
+      const threadsUsed = name === 'wasm' ? tf.wasm.getThreadsCount() : null;
+      return { name, reason, renderer: webgl.renderer, notes, threads: threadsUsed };
     }
     notes.push(`${name}: ${failure}`);
   }
@@ -123,11 +139,13 @@ async function select(forced) {
 
 /**
  * Selects the backend once; later calls return the same promise.
- * Resolves to {name, reason, renderer, notes}; `notes` lists backends that were tried and failed.
- * @param {{forced?: string|null}} [options] forced: a backend to try first (default: ?backend= in the URL)
+ * Resolves to {name, reason, renderer, notes, threads}; `notes` lists backends that were tried and failed,
+ * `threads` is the number of WASM threads (null for the other backends).
+ * @param {{forced?: string|null, threads?: string|number|null}} [options] forced: a backend to try first
+ *   (default: ?backend= in the URL); threads: WASM threads when the page is isolated (default: ?threads=)
  */
-export function selectBackend({ forced = forcedFromUrl() } = {}) {
-  if (!selection) selection = select(forced);
+export function selectBackend({ forced = urlSetting('backend'), threads = urlSetting('threads') } = {}) {
+  if (!selection) selection = select(forced, threads);
   return selection;
 }
 
