@@ -78,7 +78,10 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
         "manifest_url": MANIFEST,
         "theme_color": THEME_COLOR,
     }
-    pages = {"index.html": {"page": "index"},
+    # The classifier page asks the browser to fetch the model at once, in parallel with the runtime scripts
+    # (TF.js itself starts fetching it only after its backend has started).
+    preload = [f"model/{name}" for name in ("metadata.json", *_model_files(model_json))]
+    pages = {"index.html": {"page": "index", "preload": preload},
              "model_card.html": {"page": "model_card", "card": _model_card(report, metadata)}}
     for template, output in PAGES.items():
         html = env.get_template(template).render(**common, **pages[template])
@@ -100,6 +103,13 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise SkinLesionError(f"{path} should hold a JSON object, not {type(data).__name__}; {RETRAIN_HINT}.")
     return data
+
+
+def _model_files(model_json: Path) -> list[str]:
+    """model.json's name and its weight files, relative to its folder, in the order TF.js fetches them."""
+    model = _read_json(model_json, "the TF.js model")
+    shards = [path for group in model.get("weightsManifest", []) for path in group.get("paths", [])]
+    return [model_json.name, *shards]
 
 
 def _plot_files(model_dir: Path, report: dict) -> dict[str, Path]:

@@ -95,6 +95,16 @@ def test_a_visit_stays_on_the_origin(page, site_url, test_images):
     assert page.watch.requests and not outside, outside
 
 
+def test_the_model_is_preloaded_and_downloaded_once(page, site_url, site_dir):
+    open_ready(page, site_url)
+    preloads = page.evaluate("[...document.querySelectorAll('link[rel=preload]')].map((l) => l.href)")
+    weights = sorted(p.name for p in (site_dir / "model").glob("*.bin"))
+    assert sorted(u.rsplit("/", 1)[1] for u in preloads) == sorted(["metadata.json", "model.json", *weights])
+    for url in preloads:  # the page's own fetches reused the preloaded responses
+        assert page.watch.requests.count(url) == 1, (url, page.watch.requests)
+    assert page.watch.errors == [], page.watch
+
+
 def test_the_csp_blocks_other_origins(page, site_url):
     open_ready(page, site_url)
     violations = page.evaluate("""async () => {
