@@ -2,6 +2,7 @@
 
     python bench/browser.py [--model model] [--data ../shared/data/ham10000] [--images 50] [--iterations 200]
                             [--backends wasm,webgl,cpu] [--slow-images 20] [--slow-iterations 50] [--loads 3]
+                            [--wasm-threads 1,2]
 
 Builds the site for the model folder into a temporary folder, serves it on a free port and, for each backend (forced
 with `?backend=` in the page URL), in a fresh browser context:
@@ -14,6 +15,8 @@ with `?backend=` in the page URL), in a fresh browser context:
 - memory: TF.js tensor count and bytes, and the JS heap after a forced GC (CDP), after 10 and after M predictions;
 - warm load: the same context navigates again (the service worker answers), and, in another fresh context with
   service workers blocked, a second navigation that only the HTTP cache can help (the server's headers decide).
+The server sends the cross-origin isolation headers (as `build.py --serve` does), so WASM may run on threads;
+`--wasm-threads 1,2` adds a WASM row per thread count (`&threads=N`) beside the page's automatic choice.
 Native TensorFlow (Keras, CPU, batch 1) is timed on the same images first; browser median / native median is the
 figure to track, since absolute times depend on the machine. Prints figures only: no pass or fail.
 """
@@ -251,10 +254,11 @@ def _fresh(browser, init: tuple[str, ...], root_url: str, site_dir: Path, **opti
     return context, Traffic(context, root_url, site_dir), context.new_page()
 
 
-def bench_backend(browser, root_url: str, backend: str, site_dir: Path, names: list[str], images: int,
+def bench_backend(browser, root_url: str, query: str, site_dir: Path, names: list[str], images: int,
                   iterations: int, loads: int, timeout_ms: int) -> dict:
-    """Cold loads, inference, memory and warm loads of one backend; every cold load in a fresh context."""
-    url = f"{root_url}index.html?backend={backend}"
+    """Cold loads, inference, memory and warm loads of one page query (backend=...); each cold load in a fresh
+    context."""
+    url = f"{root_url}index.html?{query}"
     image_urls = [f"{IMAGES_DIR}/{name}" for name in names[:images]]
     init = (READY_OBSERVER, FIRST_RESULT % {"url": json.dumps(image_urls[0])})
     result: dict = {"errors": []}
@@ -265,6 +269,8 @@ def bench_backend(browser, root_url: str, backend: str, site_dir: Path, names: l
     cdp = context.new_cdp_session(page)
     try:
         cold.append(_open(page, url, timeout_ms))
+        result["runs_on"] = page.text_content("#backend")
+        result["isolated"] = page.evaluate("crossOriginIsolated")
         result["service_worker"] = page.evaluate(SERVICE_WORKER_READY)
         traffic.wait_quiet(page)
         cold_traffic = traffic.take()
@@ -332,8 +338,10 @@ def _how_line(traffic: dict) -> str:
 
 def print_backend(name: str, r: dict, native: dict, slow: bool) -> None:
     print(f"\n== {name} ==" + ("  (fewer images and predictions: this backend is slow here)" if slow else ""))
-    if r["cold"]["backend"] != name:
-        print(f"!! the page ran on {r['cold']['backend']}, not {name}: {name} did not start")
+    backend = name.split("-")[0]
+    if r["cold"]["backend"] != backend:
+        print(f"!! the page ran on {r['cold']['backend']}, not {backend}: {backend} did not start")
+    print(f"the page says it runs on: {r['runs_on']}; cross-origin isolated: {r['isolated']}")
     for key, what in (("cold", "cold (fresh context, empty caches)"),
                       ("warm", "warm (same context, 2nd navigation)"),
                       ("warm_http", "warm, service workers blocked (HTTP cache only)")):
@@ -415,11 +423,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loads", type=int, default=3,
                         help="cold loads (each in a fresh context) and warm reloads timed per backend (default 3)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds to wait for the model to load")
+    parser.add_argument("--wasm-threads", default="",
+                        help="comma-separated WASM thread counts to time as extra rows, e.g. 1,2 (default: only the "
+                             "page's automatic choice)")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         parser.error(f"unknown backend {unknown[0]!r}; valid: {', '.join(BACKENDS)}")
+    try:
+        threads = [int(n) for n in args.wasm_threads.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--wasm-threads: {args.wasm_threads!r} is not a comma-separated list of whole numbers")
+    if any(n < 1 for n in threads):
+        parser.error("--wasm-threads: thread counts start at 1")
     paths, _ = test_split(args.model, args.data, args.images)
 
     print(f"browser benchmark, {machine()}")
@@ -444,9 +461,13 @@ def main(argv: list[str] | None = None) -> None:
                 slow = name in SLOW_BACKENDS
                 images = min(args.slow_images, args.images) if slow else args.images
                 iterations = min(args.slow_iterations, args.iterations) if slow else args.iterations
-                results[name] = bench_backend(browser, base_url, name, site_dir, names, images, iterations,
-                                              args.loads, args.timeout * 1000)
-                print_backend(name, results[name], native, slow)
+                rows = {name: f"backend={name}"}
+                if name == "wasm":
+                    rows.update({f"wasm-{n}t": f"backend=wasm&threads={n}" for n in threads})
+                for row, query in rows.items():
+                    results[row] = bench_backend(browser, base_url, query, site_dir, names, images, iterations,
+                                                 args.loads, args.timeout * 1000)
+                    print_backend(row, results[row], native, slow)
     print_summary(results, native)
 
 

@@ -263,7 +263,9 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
 
     started = time.perf_counter()
     network.set_top_trainable(backbone=False)
-    pooled_train, pooled_val = _pooled(network, train_features), _pooled(network, val_features[None])[0]
+    # Saved too: a resumed run (or one that reuses this run's cache) skips the 5-7 minutes this takes.
+    pooled_train = _cached(run_dir / "pooled_train.npy", lambda: _pooled(network, train_features))
+    pooled_val = _cached(run_dir / "pooled_val.npy", lambda: _pooled(network, val_features[None])[0])
     stages["pool_features"] = {"wall_time_s": round(time.perf_counter() - started, 1)}
     stages["train_head"] = _fit_phase("train_head", network.head, CachedViews(pooled_train, train_labels, weights,
                                       config), pooled_val, val_labels, config.head_epochs,

@@ -87,17 +87,35 @@ export function threadCount(wanted, cores = globalThis.navigator?.hardwareConcur
   return Math.max(1, Number(cores) || 1);
 }
 
+// TF.js's WASM module caps its thread pool at navigator.hardwareConcurrency / 2, assuming two hardware threads per
+// core; on CPUs without them (most VMs, many phones) that halves the cores used. While the module initialises,
+// report enough logical cores for `threads` (the instance property hides the prototype's getter, then goes).
+async function withCoresFor(threads, initialise) {
+  const nav = globalThis.navigator;
+  if (!nav || !threads || threads <= (nav.hardwareConcurrency || 1) / 2) return initialise();
+  Object.defineProperty(nav, 'hardwareConcurrency', { value: 2 * threads, configurable: true });
+  try {
+    return await initialise();
+  } finally {
+    delete nav.hardwareConcurrency;
+  }
+}
+
 async function trySetBackend(name, threads) {
+  let wasmThreads = 0;
   if (name === 'wasm') {
     if (!tf.wasm) return 'the WASM backend script did not load';
     // Both must run before the wasm backend initialises; later calls are ignored by TF.js.
     tf.wasm.setWasmPaths(WASM_DIR);
-    if (threadsPossible()) tf.wasm.setThreadsCount(threadCount(threads));
+    if (threadsPossible()) {
+      wasmThreads = threadCount(threads);
+      tf.wasm.setThreadsCount(wasmThreads);
+    }
   }
   try {
     // setBackend resolves to false (not an exception) when the backend fails to initialise, and then
     // leaves the previous backend active, so the boolean is the only reliable signal.
-    const ok = await tf.setBackend(name);
+    const ok = await withCoresFor(wasmThreads, () => tf.setBackend(name));
     if (!ok) return 'failed to initialise';
     await tf.ready();
     return tf.getBackend() === name ? null : `TF.js reports ${tf.getBackend()} instead`;
