@@ -717,7 +717,7 @@ def test_on_a_host_without_headers_the_service_worker_isolates_the_next_visit(br
         assert page.evaluate("typeof SharedArrayBuffer") == "function"
         threads = page.evaluate("tf.wasm.getThreadsCount()")
         assert f"{threads} thread" in page.text_content("#backend")
-        assert "processor core" in page.text_content("#threads-note")
+        assert "logical processor" in page.text_content("#threads-note")
         assert page.watch.errors == [], page.watch
     finally:
         context.close()

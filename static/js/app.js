@@ -68,7 +68,7 @@ function fillSettings() {
   threads.value = [...threads.options].some((o) => o.value === urlSetting('threads')) ? urlSetting('threads') : '';
   if (backend.value || threads.value) backend.closest('details').open = true;  // show the choices in force
   byId('threads-note').textContent = threadsPossible()
-    ? `This device reports ${cores} processor core${cores === 1 ? '' : 's'}.`
+    ? `This device reports ${cores} logical processor${cores === 1 ? '' : 's'}.`
     : 'Here WebAssembly runs on one thread: threads need a cross-origin isolated page. Served by '
       + '`python build.py --serve` it is; on GitHub Pages it becomes so from the next visit, once offline use '
       + 'is ready.';
