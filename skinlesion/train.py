@@ -26,6 +26,7 @@ from .model import Network, keras, load_inputs, tf
 
 TRAIN_CONFIG_NAME = "train_config.json"
 STRATEGIES = ("default", "mirrored", "multi-worker")
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": lambda rate: keras.optimizers.SGD(rate, momentum=0.9)}
 
 
 def distribution_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
@@ -65,6 +66,7 @@ class TrainConfig:
     fine_tune_epochs: int = 22
     fine_tune_learning_rate: float = 2e-4
     fine_tune_warmup_epochs: int = 0  # linear learning-rate warm-up at the start of fine-tuning; 0 = none
+    fine_tune_optimizer: str = "adam"  # "adam", or "sgd" (momentum 0.9: steps scale with the gradient)
     class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     label_smoothing: float = 0.1
     early_stopping_patience: int = 6
@@ -86,6 +88,8 @@ class TrainConfig:
         if unknown:
             raise SkinLesionError(f"{path}: unknown setting(s) {', '.join(unknown)}; "
                                   f"valid: {', '.join(f.name for f in fields(cls))}")
+        if raw.get("fine_tune_optimizer", "adam") not in OPTIMIZERS:
+            raise SkinLesionError(f"{path}: fine_tune_optimizer must be one of {', '.join(OPTIMIZERS)}")
         return cls(**raw)
 
 
@@ -184,7 +188,8 @@ class ValidationBalancedAccuracy(keras.callbacks.Callback):
 
 
 def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
-               epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path, warmup_epochs: int = 0) -> dict:
+               epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path, warmup_epochs: int = 0,
+               optimizer: str = "adam") -> dict:
     """One training phase; leaves the best-on-validation weights in `model`.
 
     A finished phase is recorded in run_dir and skipped when the run is resumed; an interrupted one resumes from its
@@ -197,7 +202,7 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
         return json.loads(done.read_text())
     monitor = dict(monitor="val_balanced_accuracy", mode="max")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=OPTIMIZERS[optimizer](learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
@@ -274,5 +279,5 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     stages["fine_tune"] = _fit_phase("fine_tune", network.top, CachedViews(train_features, train_labels, weights,
                                      config), val_features, val_labels, config.fine_tune_epochs,
                                      config.fine_tune_learning_rate, config, run_dir,
-                                     config.fine_tune_warmup_epochs)
+                                     config.fine_tune_warmup_epochs, config.fine_tune_optimizer)
     return stages
