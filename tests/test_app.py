@@ -4,6 +4,7 @@ sub-path deployment, keyboard-only use, accessibility (axe-core) and the 360 px 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -122,6 +123,22 @@ def _under_sub_path(site_dir: Path, root: Path) -> Path:
     shutil.copytree(site_dir, target)
     (root / "index.html").write_text("<!doctype html><title>another site</title>")
     return target
+
+
+@contextlib.contextmanager
+def _on_pages(browser, site_dir: Path, root: Path):
+    """The site as GitHub Pages serves it (under /sub/path/, no headers of its own), and a page in a fresh context:
+    yields (site URL, page, served site folder, stop the server)."""
+    site = _under_sub_path(site_dir, root)
+    base, stop = _serve(root, isolate=False)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.watch = conftest.PageWatch(page)
+        yield f"{base}sub/path/", page, site, stop
+    finally:
+        context.close()
+        stop()
 
 
 def _wait_for_service_worker(page) -> list[str]:
@@ -654,13 +671,7 @@ def test_without_a_map_or_warnings_nothing_extra_is_shown(page, site_url, photos
 
 
 def test_site_under_a_sub_path_stays_under_it(browser, site_dir, photos, tmp_path):
-    _under_sub_path(site_dir, tmp_path)
-    base, stop = _serve(tmp_path, isolate=False)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.watch = conftest.PageWatch(page)
-        url = f"{base}sub/path/"
+    with _on_pages(browser, site_dir, tmp_path) as (url, page, _, _):
         open_ready(page, url)
         _classify_without_crop(page, photos["lesion"])
         page.click("text=Model card")
@@ -670,43 +681,26 @@ def test_site_under_a_sub_path_stays_under_it(browser, site_dir, photos, tmp_pat
         assert scope == url
         outside = [u for u in page.watch.requests if not u.startswith(url) and not u.startswith(("blob:", "data:"))]
         assert outside == [], outside
-    finally:
-        context.close()
-        stop()
 
 
 def test_second_visit_works_with_the_network_cut(browser, site_dir, photos, tmp_path):
-    site = _under_sub_path(site_dir, tmp_path)
-    base, stop = _serve(tmp_path, isolate=False)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.watch = conftest.PageWatch(page)
-        url = f"{base}sub/path/"
+    with _on_pages(browser, site_dir, tmp_path) as (url, page, site, stop):
         open_ready(page, url)
         caches = _wait_for_service_worker(page)
         assert caches == [f"skinlesion:{url}:{_cache_version(site)}"], caches
         assert "Offline use: ready" in page.text_content("#offline-status")
         stop()  # the server is gone, and the browser is offline too
-        context.set_offline(True)
+        page.context.set_offline(True)
         page.reload()
         open_ready(page, url)
         _classify_without_crop(page, photos["lesion"])
         page.goto(f"{url}model-card.html")
         assert "Model card" in page.text_content("h1")
-    finally:
-        context.close()
-        stop()
 
 
 def test_on_a_host_without_headers_the_service_worker_isolates_the_next_visit(browser, site_dir, tmp_path):
-    _under_sub_path(site_dir, tmp_path)
-    base, stop = _serve(tmp_path, isolate=False)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.watch = conftest.PageWatch(page)
-        url = f"{base}sub/path/?backend=wasm"
+    with _on_pages(browser, site_dir, tmp_path) as (url, page, _, _):
+        url += "?backend=wasm"
         open_ready(page, url)
         assert page.evaluate("crossOriginIsolated") is False
         assert "one thread" in page.text_content("#threads-note")
@@ -719,9 +713,6 @@ def test_on_a_host_without_headers_the_service_worker_isolates_the_next_visit(br
         assert f"{threads} thread" in page.text_content("#backend")
         assert "logical processor" in page.text_content("#threads-note")
         assert page.watch.errors == [], page.watch
-    finally:
-        context.close()
-        stop()
 
 
 def test_settings_choose_the_backend_and_threads(page, site_url):
