@@ -69,9 +69,8 @@ function fillSettings() {
   if (backend.value || threads.value) backend.closest('details').open = true;  // show the choices in force
   byId('threads-note').textContent = threadsPossible()
     ? `This device reports ${cores} logical processor${cores === 1 ? '' : 's'}.`
-    : 'Here WebAssembly runs on one thread: threads need a cross-origin isolated page. Served by '
-      + '`python build.py --serve` it is; on GitHub Pages it becomes so from the next visit, once offline use '
-      + 'is ready.';
+    : 'Here WebAssembly runs on one thread: threads need a cross-origin isolated page. Where the server cannot '
+      + 'make it so (GitHub Pages), the page becomes isolated from the next visit, once offline use is ready.';
 }
 
 fillSettings();
