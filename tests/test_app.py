@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 import conftest
 from conftest import CHROMIUM, CHROMIUM_ARGS, open_ready
@@ -528,8 +529,16 @@ def test_keyboard_alone_reaches_every_control_and_classifies(page, site_url, pho
     for _ in range(len(order) - 1 - order.index("file-input")):
         page.keyboard.press("Shift+Tab")
     assert page.evaluate("() => document.activeElement.id") == "file-input"
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
+    # Space opens the file chooser: Chromium's own behaviour for a focused file input. With both cores busy,
+    # headless Chromium now and then drops that first key press (about 1 run in 5 under load, seen here), so a
+    # second press is allowed; Enter is the other key that opens it.
+    for key in ("Space", "Enter"):
+        try:
+            with page.expect_file_chooser(timeout=10_000) as chooser:
+                page.keyboard.press(key)
+            break
+        except PlaywrightTimeoutError:
+            assert key != "Enter", "neither Space nor Enter opened the file chooser"
     chooser.value.set_files(str(photos["lesion"]))
     page.wait_for_selector("#crop-dialog[open]")
     seen = []
