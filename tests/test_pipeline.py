@@ -67,3 +67,24 @@ def test_evaluate_prints_metrics_and_warns_about_seen_images(tiny_model, tiny_ha
     test_images = sum(1 for line in (tiny_model / "split.csv").read_text().splitlines() if line.endswith(",test"))
     assert f"images               {test_images}" in captured.out
     assert "were used to train" not in captured.err
+
+
+def test_training_again_in_the_same_run_folder_reuses_every_stage(tiny_model, tiny_ham, caplog):
+    """What --resume relies on: the feature caches, the pooled features and finished phases are read back."""
+    import logging
+
+    from skinlesion.data import load_metadata, split_by_lesion
+    from skinlesion.model import ModelConfig, build_network
+    from skinlesion.train import TRAIN_CONFIG_NAME, TrainConfig, train
+
+    run = tiny_model.parent / "run"
+    config = TrainConfig.load(run / TRAIN_CONFIG_NAME)
+    network = build_network(ModelConfig.load(tiny_model), weights=None)  # the cache carries the frozen blocks
+    split = split_by_lesion(load_metadata(tiny_ham), seed=config.seed)
+    with caplog.at_level(logging.INFO, logger="skinlesion"):
+        stages = train(network, split, config, run)
+    for name in ("cache_train.npy", "cache_val.npy", "pooled_train.npy", "pooled_val.npy"):
+        assert f"reusing {name}" in caplog.text, name
+    for phase in ("train_head", "fine_tune"):
+        assert f"{phase}: already done in this run folder, skipped" in caplog.text
+        assert stages[phase] == json.loads((run / f"{phase}.done.json").read_text())
