@@ -1,7 +1,11 @@
-import numpy as np
+import json
 
+import numpy as np
+import pytest
+
+from skinlesion import SkinLesionError
 from skinlesion.model import keras
-from skinlesion.train import LinearWarmUp
+from skinlesion.train import LinearWarmUp, TrainConfig
 
 
 class RecordLearningRate(keras.callbacks.Callback):
@@ -24,13 +28,6 @@ def test_warmup_rises_linearly_then_hands_over():
 
 
 def test_config_file_errors_are_clear(tmp_path):
-    import json
-
-    import pytest
-
-    from skinlesion import SkinLesionError
-    from skinlesion.train import TrainConfig
-
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"fine_tune_optimizer": "rmsprop"}))
     with pytest.raises(SkinLesionError, match="fine_tune_optimizer must be one of adam, sgd"):
