@@ -1,0 +1,41 @@
+"""The exported graph: the inference copy of the network computes what the network computes, with fewer ops."""
+
+import numpy as np
+import pytest
+
+from conftest import ALPHA_025_WEIGHTS
+from skinlesion.export import _layers, inference_model
+from skinlesion.model import ModelConfig, build_network, keras, load_inputs, load_network
+
+pytestmark = pytest.mark.slow
+
+
+def _count(model, kind) -> int:
+    return sum(isinstance(layer, kind) for layer in _layers(model))
+
+
+def _outputs_match(network, model, images) -> None:
+    expected, got = network.full.predict(images, verbose=0), model.predict(images, verbose=0)
+    for key in expected:
+        scale = max(1.0, float(np.abs(expected[key]).max()))  # float32 rounding grows with the values
+        np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-5 * scale, err_msg=key)
+
+
+def test_batchnorm_and_padding_are_folded_away(tiny_model, ham_dir):
+    network = load_network(tiny_model)
+    model = inference_model(network)
+    assert _count(network.full, keras.layers.BatchNormalization) == 27
+    assert _count(model, keras.layers.BatchNormalization) == 0
+    assert _count(model, keras.layers.ZeroPadding2D) == 0  # 96x128: every padded side is even
+    paths = sorted((ham_dir / "images").glob("*.jpg"))[:4]
+    _outputs_match(network, model, load_inputs(paths, network.config))
+
+
+def test_padding_stays_where_same_would_pad_differently():
+    """At 90x120 the stride-2 blocks see odd sides, where "same" pads (1, 1) and not MobileNet's (0, 1)."""
+    network = build_network(ModelConfig(alpha=0.25, height=90, width=120), weights=str(ALPHA_025_WEIGHTS))
+    model = inference_model(network)
+    assert _count(model, keras.layers.BatchNormalization) == 0
+    assert 0 < _count(model, keras.layers.ZeroPadding2D) < 4
+    images = np.random.default_rng(1).uniform(0, 255, (2, 90, 120, 3)).astype(np.float32)
+    _outputs_match(network, model, images)
