@@ -3,6 +3,7 @@
     python build.py [--retrain --data DIR] [--serve]     build dist/ from model/ (retrain first if asked)
     python build.py predict PATH [PATH ...] [--out FILE]  CSV of class probabilities
     python build.py evaluate --data DIR                  metrics of the shipped model on a HAM10000-layout folder
+    python build.py export                               convert model/ to TF.js again (after the export changed)
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: model/)")
     evaluate.add_argument("--test-split", action="store_true",
                           help="only the images of the model's own test split (by image_id)")
+
+    export = commands.add_parser("export", help="convert the model folder's network to TF.js again, keeping its "
+                                 "quantization and thresholds (for a change in the export, not in the model)")
+    export.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: model/)")
     return parser
 
 
@@ -165,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "export":
+            from .pipeline import reexport
+
+            print(f"TF.js model written to {reexport(args.model)}; rebuild the site with `python build.py`")
         else:
             _build(args)
     except SkinLesionError as err:

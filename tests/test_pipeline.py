@@ -2,13 +2,14 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from skinlesion import cli
 from skinlesion.classes import CODES, as_dicts
-from skinlesion.export import read_metadata
+from skinlesion.export import model_bytes, read_metadata
 from skinlesion.model import load_network
 
 pytestmark = pytest.mark.slow
@@ -88,3 +89,29 @@ def test_training_again_in_the_same_run_folder_reuses_every_stage(tiny_model, ti
     for phase in ("train_head", "fine_tune"):
         assert f"{phase}: already done in this run folder, skipped" in caplog.text
         assert stages[phase] == json.loads((run / f"{phase}.done.json").read_text())
+
+
+def test_export_fuses_every_convolution(tiny_model):
+    """BatchNorm folded, zero padding merged: each convolution is one fused TF.js kernel (see export.inference_model)."""
+    graph = json.loads((tiny_model / "tfjs" / "model.json").read_text())["modelTopology"]["node"]
+    ops = {node["op"] for node in graph}
+    assert {"_FusedConv2D", "FusedDepthwiseConv2dNative"} <= ops
+    assert not ops & {"DepthwiseConv2dNative", "Conv2D", "Pad", "Relu6", "FusedBatchNormV3"}, ops
+
+
+def test_export_command_converts_again_keeping_the_thresholds(tiny_model, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "tfjs" / "model.json").unlink()
+    assert cli.main(["export", "--model", str(model)]) == 0
+    assert "TF.js model written" in capsys.readouterr().out
+    before, after = read_metadata(tiny_model / "tfjs"), read_metadata(model / "tfjs")
+    for key in ("thresholds", "uncertain_below", "ood_threshold", "quantization", "temperature"):
+        assert after[key] == before[key], key
+    report = json.loads((model / "report.json").read_text())
+    assert report["model"]["tfjs_bytes"] == model_bytes(model / "tfjs")
+
+
+def test_export_command_refuses_a_folder_without_a_model(tmp_path, capsys):
+    assert cli.main(["export", "--model", str(tmp_path)]) == 1
+    assert "metadata.json is missing" in capsys.readouterr().err
