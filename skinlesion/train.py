@@ -26,7 +26,7 @@ from .model import Network, keras, load_inputs, tf
 
 TRAIN_CONFIG_NAME = "train_config.json"
 STRATEGIES = ("default", "mirrored", "multi-worker")
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": lambda rate: keras.optimizers.SGD(rate, momentum=0.9)}
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": lambda rate, **ema: keras.optimizers.SGD(rate, momentum=0.9, **ema)}
 
 
 def distribution_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
@@ -67,6 +67,9 @@ class TrainConfig:
     fine_tune_learning_rate: float = 2e-4
     fine_tune_warmup_epochs: int = 0  # linear learning-rate warm-up at the start of fine-tuning; 0 = none
     fine_tune_optimizer: str = "adam"  # "adam", or "sgd" (momentum 0.9: steps scale with the gradient)
+    # > 0: validate, checkpoint and keep an exponential moving average of the fine-tuned weights (this momentum per
+    # step) instead of the weights themselves; it smooths the noisy steps of small-batch training
+    fine_tune_ema: float = 0.0
     class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     label_smoothing: float = 0.1
     early_stopping_patience: int = 6
@@ -90,6 +93,8 @@ class TrainConfig:
                                   f"valid: {', '.join(f.name for f in fields(cls))}")
         if raw.get("fine_tune_optimizer", "adam") not in OPTIMIZERS:
             raise SkinLesionError(f"{path}: fine_tune_optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if not 0 <= raw.get("fine_tune_ema", 0) < 1:
+            raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         return cls(**raw)
 
 
@@ -190,8 +195,8 @@ class ValidationBalancedAccuracy(keras.callbacks.Callback):
 
 def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
                epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path, warmup_epochs: int = 0,
-               optimizer: str = "adam") -> dict:
-    """One training phase; leaves the best-on-validation weights in `model`.
+               optimizer: str = "adam", ema: float = 0.0) -> dict:
+    """One training phase; leaves the best-on-validation weights (or their moving average, `ema` > 0) in `model`.
 
     A finished phase is recorded in run_dir and skipped when the run is resumed; an interrupted one resumes from its
     last finished epoch (BackupAndRestore).
@@ -203,7 +208,7 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
         return json.loads(done.read_text())
     monitor = dict(monitor="val_balanced_accuracy", mode="max")
     model.compile(
-        optimizer=OPTIMIZERS[optimizer](learning_rate),
+        optimizer=OPTIMIZERS[optimizer](learning_rate, **({"use_ema": True, "ema_momentum": ema} if ema else {})),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
@@ -215,6 +220,8 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
         keras.callbacks.CSVLogger(run_dir / f"{name}.log.csv", append=True),
         keras.callbacks.BackupAndRestore(run_dir / f"{name}.backup"),
     ]
+    if ema:  # first of all: the averaged weights are in the model while the others look at it at an epoch's end
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if warmup_epochs:
         callbacks.append(LinearWarmUp(learning_rate, warmup_epochs, len(train)))
     started = time.perf_counter()
@@ -280,5 +287,5 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     stages["fine_tune"] = _fit_phase("fine_tune", network.top, CachedViews(train_features, train_labels, weights,
                                      config), val_features, val_labels, config.fine_tune_epochs,
                                      config.fine_tune_learning_rate, config, run_dir,
-                                     config.fine_tune_warmup_epochs, config.fine_tune_optimizer)
+                                     config.fine_tune_warmup_epochs, config.fine_tune_optimizer, config.fine_tune_ema)
     return stages

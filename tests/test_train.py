@@ -5,7 +5,7 @@ import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import keras
-from skinlesion.train import LinearWarmUp, TrainConfig
+from skinlesion.train import CachedViews, LinearWarmUp, TrainConfig, _fit_phase
 
 
 class RecordLearningRate(keras.callbacks.Callback):
@@ -34,6 +34,34 @@ def test_config_file_errors_are_clear(tmp_path):
         TrainConfig.load(path)
     path.write_text(json.dumps({"fine_tune_optimizer": "sgd", "fine_tune_learning_rate": 0.003}))
     assert TrainConfig.load(path).fine_tune_optimizer == "sgd"
+    path.write_text(json.dumps({"fine_tune_ema": 1.0}))
+    with pytest.raises(SkinLesionError, match="fine_tune_ema must be at least 0"):
+        TrainConfig.load(path)
     path.write_text("{not json")
     with pytest.raises(SkinLesionError, match="cannot read training config"):
         TrainConfig.load(path)
+
+
+def _one_epoch(tmp_path, ema: float) -> tuple[np.ndarray, np.ndarray]:
+    """(start, kept) kernel of a Dense layer after one epoch of 20 Adam steps of 1.0 in one direction (every label
+    0, positive features), with the same seed each time, so that every run follows the same raw weights."""
+    rng = np.random.default_rng(0)
+    features, labels = np.abs(rng.normal(size=(1, 200, 8))).astype(np.float16), np.zeros(200, int)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(7, activation="softmax")])
+    start = model.get_weights()[0].copy()
+    config = TrainConfig(batch_size=10)
+    run_dir = tmp_path / f"ema-{ema}"
+    run_dir.mkdir()
+    _fit_phase("phase", model, CachedViews(features, labels, {0: 1.0}, config), features[0].astype(np.float32),
+               labels, 1, 1.0, config, run_dir, ema=ema)
+    return start, model.get_weights()[0]
+
+
+def test_fit_phase_keeps_the_moving_average_when_asked(tmp_path):
+    start, raw = _one_epoch(tmp_path, 0.0)
+    _, averaged = _one_epoch(tmp_path, 0.99)
+    _, almost_raw = _one_epoch(tmp_path, 1e-6)
+    np.testing.assert_allclose(almost_raw, raw, atol=1e-4)  # momentum ~0: the average is the last step
+    # momentum 0.99 over 20 steps: mostly the first steps' weights, well short of where training went
+    assert np.abs(averaged - start).mean() < 0.75 * np.abs(raw - start).mean()
