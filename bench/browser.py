@@ -17,7 +17,8 @@ with `?backend=` in the page URL), in a fresh browser context:
   service workers blocked, a second navigation that only the HTTP cache can help (the server's headers decide).
 The server sends the cross-origin isolation headers (as `build.py --serve` does), so WASM may run on threads;
 `--wasm-threads 1,2` adds a WASM row per thread count (`&threads=N`) beside the page's automatic choice.
-Native TensorFlow (Keras, CPU, batch 1) is timed on the same images first; browser median / native median is the
+Native TensorFlow (CPU, batch 1) is timed on the same images first, on the very graph the browser runs (BatchNorm
+folded, `export.inference_model`), and on the Keras model as trained for reference; browser median / native median is the
 figure to track, since absolute times depend on the machine. Prints figures only: no pass or fail.
 """
 
@@ -191,9 +192,23 @@ def _gzip_size(path: Path) -> int:
     return _GZIP[path]
 
 
+def _median_ms(graph, inputs: list, warmup: int) -> tuple[float, float]:
+    """(median, first timed) ms of graph(x)["probabilities"] over the inputs, after `warmup` untimed calls."""
+    for x in inputs[:warmup]:
+        graph(x)["probabilities"].numpy()
+    ms = []
+    for x in inputs:
+        started = time.perf_counter()
+        graph(x)["probabilities"].numpy()
+        ms.append(1000 * (time.perf_counter() - started))
+    return statistics.median(ms), ms[0]
+
+
 def time_native(model_dir: Path, paths: list[Path], warmup: int = 3) -> dict:
-    """Median ms per image of Keras on CPU, batch 1 (the model in a tf.function), and of preprocessing alone."""
+    """Median ms per image on CPU, batch 1, of the graph the browser runs (`export.inference_model`, BatchNorm
+    folded) and of the Keras model as trained, each in a tf.function; and of preprocessing alone."""
     from skinlesion.model import load_network, preprocess, read_image  # first: it quiets TensorFlow's logging
+    from skinlesion.export import inference_model
 
     import tensorflow as tf
 
@@ -205,15 +220,11 @@ def time_native(model_dir: Path, paths: list[Path], warmup: int = 3) -> dict:
         x = preprocess(p, network.config)
         preprocess_ms.append(1000 * (time.perf_counter() - started))
         inputs.append(tf.constant(x[None]))
-    graph = tf.function(lambda x: network.full(x, training=False))  # traced once, as a server would run it
-    for x in inputs[:warmup]:
-        graph(x)["probabilities"].numpy()
-    ms = []
-    for x in inputs:
-        started = time.perf_counter()
-        graph(x)["probabilities"].numpy()
-        ms.append(1000 * (time.perf_counter() - started))
-    return {"graph": statistics.median(ms), "first": ms[0], "preprocess": statistics.median(preprocess_ms),
+    exported = inference_model(network)
+    # each traced once, as a server would run it
+    graph, first = _median_ms(tf.function(lambda x: exported(x, training=False)), inputs, warmup)
+    keras_graph, _ = _median_ms(tf.function(lambda x: network.full(x, training=False)), inputs, warmup)
+    return {"graph": graph, "first": first, "keras": keras_graph, "preprocess": statistics.median(preprocess_ms),
             "version": tf.__version__,
             "threads": tf.config.threading.get_intra_op_parallelism_threads() or "TensorFlow's default"}
 
@@ -442,10 +453,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"browser benchmark, {machine()}")
     print(f"model {args.model}: {_describe(args.model)}")
     native = time_native(args.model, paths[:args.images])
-    print(f"native TensorFlow {native['version']} (Keras model in a tf.function, CPU, intra-op threads "
-          f"{native['threads']}, batch 1, {args.images} test images after 3 warm-up calls): median "
-          f"{native['graph']:.1f} ms (first timed {native['first']:.1f}); preprocessing alone (crop, halve, resize) "
-          f"median {native['preprocess']:.1f} ms")
+    print(f"native TensorFlow {native['version']} (the exported graph, BatchNorm folded, in a tf.function, CPU, "
+          f"intra-op threads {native['threads']}, batch 1, {args.images} test images after 3 warm-up calls): median "
+          f"{native['graph']:.1f} ms (first timed {native['first']:.1f}); the Keras model as trained: median "
+          f"{native['keras']:.1f} ms; preprocessing alone (crop, halve, resize) median {native['preprocess']:.1f} ms")
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-browser-") as tmp:
