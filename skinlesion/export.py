@@ -89,7 +89,7 @@ def inference_model(network: Network, tolerance: float = 1e-4) -> keras.Model:
         if isinstance(layer, keras.layers.BatchNormalization) and layer.name.removesuffix("_bn") in convolutions:
             return x
         if (isinstance(layer, keras.layers.ZeroPadding2D) and layer.padding == ((0, 1), (0, 1))
-                and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0):
+                and all(side is not None and side % 2 == 0 for side in x.shape[1:3])):
             unpadded.add(id(x))
             return x
         if layer.name in convolutions:
@@ -112,8 +112,9 @@ def inference_model(network: Network, tolerance: float = 1e-4) -> keras.Model:
     worst = max(float(np.max(np.abs(expected[k] - got[k]) / np.maximum(1.0, np.max(np.abs(expected[k])))))
                 for k in expected)  # relative to each output's scale (ood_score runs into the hundreds)
     if worst > tolerance:
-        raise SkinLesionError(f"folding BatchNorm changed the model's outputs by up to {worst:.2g}; "
-                              f"export the network as it is")
+        raise SkinLesionError(f"folding BatchNorm into the convolutions changed the model's outputs by up to "
+                              f"{worst:.2g} (relative), a bug in export.inference_model for this network; "
+                              f"no TF.js model was written")
     log.info("folded %d BatchNorms into their convolutions and %d paddings (max relative output change %.1g)",
              len(convolutions), len(unpadded), worst)
     return model
