@@ -70,6 +70,9 @@ class TrainConfig:
     # > 0: validate, checkpoint and keep an exponential moving average of the fine-tuned weights (this momentum per
     # step) instead of the weights themselves; it smooths the noisy steps of small-batch training
     fine_tune_ema: float = 0.0
+    # > 0: mixup of the cached features (Beta(mixup, mixup) weights; labels and class weights mixed alike) in both
+    # phases, a regularizer for the few cached views; 0 = off
+    mixup: float = 0.0
     class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     label_smoothing: float = 0.1
     early_stopping_patience: int = 6
@@ -95,6 +98,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_optimizer must be one of {', '.join(OPTIMIZERS)}")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
+        if raw.get("mixup", 0) < 0:
+            raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
         return cls(**raw)
 
 
@@ -132,14 +137,15 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
 
 
 class CachedViews(keras.utils.PyDataset):
-    """Batches of cached features, one randomly chosen view per image per epoch, with class-weighted samples."""
+    """Batches of cached features, one randomly chosen view per image per epoch, with class-weighted samples;
+    with `config.mixup` each batch is mixed with itself in another order (mixup, Zhang et al. 2018)."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, weights: dict[int, float], config: TrainConfig):
         super().__init__()
         self.features, self.labels = features, labels
         self.one_hot = keras.utils.to_categorical(labels, len(CODES))
         self.sample_weights = np.array([weights[int(y)] for y in labels], np.float32)
-        self.batch_size = config.batch_size
+        self.batch_size, self.mixup = config.batch_size, config.mixup
         self.rng = np.random.default_rng(config.seed)
         self.on_epoch_end()
 
@@ -153,7 +159,19 @@ class CachedViews(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         x = self.features[self.view[rows], rows].astype(np.float32)
-        return x, self.one_hot[rows], self.sample_weights[rows]
+        y, w = self.one_hot[rows], self.sample_weights[rows]
+        if self.mixup:
+            share = self.rng.beta(self.mixup, self.mixup, len(rows)).astype(np.float32)
+            other = self.rng.permutation(len(rows))
+            x = _mix(x, x[other], share)
+            y, w = _mix(y, y[other], share), _mix(w, w[other], share)
+        return x, y, w
+
+
+def _mix(a: np.ndarray, b: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """share * a + (1 - share) * b, one share per row."""
+    share = share.reshape(-1, *([1] * (a.ndim - 1)))
+    return share * a + (1 - share) * b
 
 
 class LinearWarmUp(keras.callbacks.Callback):

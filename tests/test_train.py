@@ -65,3 +65,18 @@ def test_fit_phase_keeps_the_moving_average_when_asked(tmp_path):
     np.testing.assert_allclose(almost_raw, raw, atol=1e-4)  # momentum ~0: the average is the last step
     # momentum 0.99 over 20 steps: mostly the first steps' weights, well short of where training went
     assert np.abs(averaged - start).mean() < 0.75 * np.abs(raw - start).mean()
+
+
+def test_mixup_mixes_features_labels_and_weights_alike():
+    n = 16
+    features = np.stack([np.eye(n)] * 2).astype(np.float16)  # image r's features: e_r, so a mix shows its parts
+    labels, weights = np.arange(n) % 7, {k: 1.0 + k for k in range(7)}
+    one_hot = np.eye(7)[labels]
+    x, y, w = CachedViews(features, labels, weights, TrainConfig(batch_size=8, mixup=0.4))[0]
+    assert ((x > 0).sum(1) <= 2).all() and ((x > 0) & (x < 1)).any()  # blends of at most two images, some real
+    for row in range(len(x)):
+        parts = np.nonzero(x[row])[0]
+        expected_y = (x[row, parts, None] * one_hot[parts]).sum(0)
+        expected_w = (x[row, parts] * np.array([weights[k] for k in labels[parts]])).sum()
+        np.testing.assert_allclose(y[row], expected_y, atol=1e-6)
+        np.testing.assert_allclose(w[row], expected_w, rtol=1e-6)
