@@ -154,17 +154,6 @@ export async function load(metadataUrl, { onProgress } = {}) {
     }
   }
 
-  // The first inference compiles shaders / kernels (seconds on WebGL); do it here, not on the user's photo.
-  const dummy = tf.zeros([1, height, width, 3], 'float32');
-  try {
-    await run(dummy);
-  } catch (err) {
-    model.dispose();
-    throw new Error(`The model at ${modelUrl} does not run on a [1, ${height}, ${width}, 3] input (${err.message}).`);
-  } finally {
-    dummy.dispose();
-  }
-
   // -> {input: [1, height, width, 3] tensor, crop: the centre crop as fractions of the source's size}
   async function preprocess(source) {
     const rgba = tf.browser.fromPixels(source, 4);
@@ -242,6 +231,15 @@ export async function load(metadataUrl, { onProgress } = {}) {
       const r = results.find((x) => x.code === code);
       return r && typeof threshold === 'number' && r.probability >= threshold ? [{ ...r, threshold }] : [];
     });
+  }
+
+  // The first inference compiles shaders / kernels (seconds on WebGL) and the first photo sets up the pixel reading;
+  // do both here, on a blank image the size of the model's input, not on the user's photo.
+  try {
+    await analyze(await createImageBitmap(new ImageData(width, height), { premultiplyAlpha: 'none' }));
+  } catch (err) {
+    model.dispose();
+    throw new Error(`The model at ${modelUrl} does not run on a [1, ${height}, ${width}, 3] input (${err.message}).`);
   }
 
   return {
