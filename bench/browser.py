@@ -18,8 +18,8 @@ with `?backend=` in the page URL), in a fresh browser context:
 The server sends the cross-origin isolation headers (as `build.py --serve` does), so WASM may run on threads;
 `--wasm-threads 1,2` adds a WASM row per thread count (`&threads=N`) beside the page's automatic choice.
 Native TensorFlow (CPU, batch 1) is timed on the same images first, on the very graph the browser runs (BatchNorm
-folded, `export.inference_model`), and on the Keras model as trained for reference; browser median / native median is the
-figure to track, since absolute times depend on the machine. Prints figures only: no pass or fail.
+folded, `export.inference_model`), and on the Keras model as trained for reference; browser median / native median
+is the figure to track, since absolute times depend on the machine. Prints figures only: no pass or fail.
 """
 
 from __future__ import annotations

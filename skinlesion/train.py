@@ -26,7 +26,8 @@ from .model import Network, keras, load_inputs, tf
 
 TRAIN_CONFIG_NAME = "train_config.json"
 STRATEGIES = ("default", "mirrored", "multi-worker")
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": lambda rate, **options: keras.optimizers.SGD(rate, momentum=0.9, **options)}
+OPTIMIZERS = {"adam": keras.optimizers.Adam,
+              "sgd": lambda rate, **options: keras.optimizers.SGD(rate, momentum=0.9, **options)}
 
 
 def distribution_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Strategy:

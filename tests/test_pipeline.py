@@ -92,7 +92,7 @@ def test_training_again_in_the_same_run_folder_reuses_every_stage(tiny_model, ti
 
 
 def test_export_fuses_every_convolution(tiny_model):
-    """BatchNorm folded, zero padding merged: each convolution is one fused TF.js kernel (see export.inference_model)."""
+    """BatchNorm folded, zero padding merged: each convolution is one fused TF.js kernel (export.inference_model)."""
     graph = json.loads((tiny_model / "tfjs" / "model.json").read_text())["modelTopology"]["node"]
     ops = {node["op"] for node in graph}
     assert {"_FusedConv2D", "FusedDepthwiseConv2dNative"} <= ops
