@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import shutil
 import tempfile
 import time
@@ -52,11 +51,8 @@ def export_variant(network, model_dir: Path, folder: Path, quantization: str) ->
     """A copy of `model_dir` whose tfjs/ holds this quantization (and the original metadata's thresholds)."""
     variant = folder / "model"
     shutil.copytree(model_dir, variant, ignore=shutil.ignore_patterns(TFJS_DIR))
-    tfjs_dir = export_tfjs(network, variant, quantization)
-    exported = read_metadata(tfjs_dir)
-    # Keep what the pipeline added (alert thresholds, uncertainty and OOD thresholds); only these two differ.
-    metadata = {**read_metadata(model_dir / TFJS_DIR), "quantization": quantization, "version": exported["version"]}
-    (tfjs_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    # the pipeline's entries (alert, uncertainty and OOD thresholds) kept; quantization and version are the export's
+    export_tfjs(network, variant, quantization, extra_metadata=read_metadata(model_dir / TFJS_DIR))
     return variant
 
 

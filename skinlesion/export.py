@@ -123,7 +123,12 @@ def inference_model(network: Network, tolerance: float = 1e-4) -> keras.Model:
 def export_tfjs(network: Network, model_dir: Path, quantization: str = "float16",
                 extra_metadata: dict | None = None) -> Path:
     """Export `network.full` (as `inference_model`) to `model_dir/tfjs/`, replacing it, and write its metadata.json;
-    returns that folder."""
+    returns that folder.
+
+    `extra_metadata`: more entries for metadata.json (the pipeline's thresholds). Where one has the name of a fact the
+    export writes itself (quantization, version, ...), the export's wins: so passing a model's old metadata keeps
+    exactly what the export does not compute.
+    """
     if quantization not in QUANTIZATIONS:
         raise SkinLesionError(f"unknown quantization {quantization!r}; valid: {', '.join(QUANTIZATIONS)}")
     out = Path(model_dir) / TFJS_DIR
@@ -142,7 +147,7 @@ def export_tfjs(network: Network, model_dir: Path, quantization: str = "float16"
             shutil.rmtree(out)
         shutil.copytree(converted, out)
 
-    metadata = {
+    own = {
         "name": "skinlesion-mobilenet",
         "model_url": "model.json",
         "format": "tfjs_graph_model",
@@ -152,8 +157,8 @@ def export_tfjs(network: Network, model_dir: Path, quantization: str = "float16"
         "classes": as_dicts(),
         "temperature": network.config.temperature,
         "version": _version(out),
-        **(extra_metadata or {}),
     }
+    metadata = {**own, **{k: v for k, v in (extra_metadata or {}).items() if k not in own}}
     (out / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
     log.info("exported TF.js model (%s) to %s: %d bytes", quantization, out, model_bytes(out))
     return out

@@ -35,9 +35,6 @@ from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, load_inputs, load_network, predict_all, tf
 from .train import TrainConfig, train
 
-# What `finalize` writes into the TF.js metadata besides the export's own facts, all chosen on validation images.
-CHOSEN_ON_VALIDATION = ("thresholds", "uncertain_below", "ood_threshold")
-
 SPLIT_NAME = "split.csv"
 
 
@@ -150,15 +147,12 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
 
 def reexport(model_dir: Path) -> Path:
     """Convert the trained network in `model_dir` to TF.js again, as the current export code does, with the same
-    quantization and the metadata chosen on validation (thresholds); no training, no data. For when the export
-    changed, not the model: the weights, and so every figure in the report, stay as they are."""
+    quantization and every metadata entry the export does not compute (the thresholds chosen on validation); no
+    training, no data. For when the export changed, not the model: the weights, and so every figure in the report,
+    stay as they are."""
     model_dir = Path(model_dir)
     old = read_metadata(model_dir / TFJS_DIR)
-    missing = [key for key in CHOSEN_ON_VALIDATION if key not in old]
-    if missing:
-        raise SkinLesionError(f"{model_dir / TFJS_DIR} has no {missing[0]} in its metadata; retrain instead")
-    tfjs_dir = export_tfjs(load_network(model_dir), model_dir, old["quantization"],
-                           extra_metadata={key: old[key] for key in CHOSEN_ON_VALIDATION})
+    tfjs_dir = export_tfjs(load_network(model_dir), model_dir, old["quantization"], extra_metadata=old)
     report = load_report(model_dir)
     report["model"]["tfjs_bytes"] = model_bytes(tfjs_dir)
     write_report(report, model_dir)

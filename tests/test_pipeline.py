@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 
 from skinlesion import cli
 from skinlesion.classes import CODES, as_dicts
-from skinlesion.export import model_bytes, read_metadata
-from skinlesion.model import load_network
+from skinlesion.data import load_metadata, split_by_lesion
+from skinlesion.export import _version, model_bytes, read_metadata
+from skinlesion.model import ModelConfig, build_network, load_network
+from skinlesion.train import TRAIN_CONFIG_NAME, TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
@@ -72,12 +75,6 @@ def test_evaluate_prints_metrics_and_warns_about_seen_images(tiny_model, tiny_ha
 
 def test_training_again_in_the_same_run_folder_reuses_every_stage(tiny_model, tiny_ham, caplog):
     """What --resume relies on: the feature caches, the pooled features and finished phases are read back."""
-    import logging
-
-    from skinlesion.data import load_metadata, split_by_lesion
-    from skinlesion.model import ModelConfig, build_network
-    from skinlesion.train import TRAIN_CONFIG_NAME, TrainConfig, train
-
     run = tiny_model.parent / "run"
     config = TrainConfig.load(run / TRAIN_CONFIG_NAME)
     network = build_network(ModelConfig.load(tiny_model), weights=None)  # the cache carries the frozen blocks
@@ -103,11 +100,16 @@ def test_export_command_converts_again_keeping_the_thresholds(tiny_model, tmp_pa
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
     (model / "tfjs" / "model.json").unlink()
+    before = read_metadata(tiny_model / "tfjs")
+    # an entry a later pipeline might add survives; a stale fact the export computes itself does not
+    (model / "tfjs" / "metadata.json").write_text(json.dumps({**before, "added_later": [1, 2], "version": "stale"}))
     assert cli.main(["export", "--model", str(model)]) == 0
     assert "TF.js model written" in capsys.readouterr().out
-    before, after = read_metadata(tiny_model / "tfjs"), read_metadata(model / "tfjs")
-    for key in ("thresholds", "uncertain_below", "ood_threshold", "quantization", "temperature"):
+    after = read_metadata(model / "tfjs")
+    for key in ("thresholds", "uncertain_below", "ood_threshold", "quantization", "temperature", "classes"):
         assert after[key] == before[key], key
+    assert after["added_later"] == [1, 2]
+    assert after["version"] == _version(model / "tfjs")  # the hash of the files just written, not "stale"
     report = json.loads((model / "report.json").read_text())
     assert report["model"]["tfjs_bytes"] == model_bytes(model / "tfjs")
 
