@@ -17,8 +17,10 @@ def _count(model, kind) -> int:
 def _outputs_match(network, model, images) -> None:
     expected, got = network.full.predict(images, verbose=0), model.predict(images, verbose=0)
     for key in expected:
-        scale = max(1.0, float(np.abs(expected[key]).max()))  # float32 rounding grows with the values
-        np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-5 * scale, err_msg=key)
+        # float32 rounding grows with the values and with the network (up to ~2e-5 relative seen on tiny models);
+        # a wrong fold is off by whole units. 1e-4 relative to the output's scale, as the export's own check.
+        scale = max(1.0, float(np.abs(expected[key]).max()))
+        np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-4 * scale, err_msg=key)
 
 
 def test_batchnorm_and_padding_are_folded_away(tiny_model, ham_dir):
