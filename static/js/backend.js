@@ -88,8 +88,9 @@ export function threadCount(wanted, cores = globalThis.navigator?.hardwareConcur
 }
 
 // TF.js's WASM module caps its thread pool at navigator.hardwareConcurrency / 2, assuming two hardware threads per
-// core; on CPUs without them (this project's 2-core VM, ARM phones and laptops) that halves the cores used. While the module initialises,
-// report enough logical cores for `threads` (the instance property hides the prototype's getter, then goes).
+// core; on CPUs without them (this project's 2-core VM, ARM phones and laptops) that halves the cores used. While
+// the module initialises, report enough logical cores for `threads` (the instance property hides the prototype's
+// getter, then goes).
 async function withCoresFor(threads, initialise) {
   const nav = globalThis.navigator;
   if (!nav || !threads || threads <= (nav.hardwareConcurrency || 1) / 2) return initialise();
