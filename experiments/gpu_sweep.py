@@ -1,0 +1,207 @@
+"""Explore recipes that are too slow to try on 2 CPU cores, on a GPU lent for a few minutes.
+
+This is an exploration harness, not the pipeline: it answers "which larger step is worth a CPU retrain?" by
+validation balanced accuracy alone. It fine-tunes with fresh augmentations every epoch (the pipeline trains on a
+few cached views of the frozen lower blocks), so its figures compare recipes with each other, and with the
+pipeline's only roughly. What it finds goes into `docs/experiments.md`; a recipe is adopted only by implementing it
+in `skinlesion/train.py` and retraining with `build.py --retrain`.
+
+It runs on any Keras 3 backend (the lent machine has JAX and PyTorch, no TensorFlow), so it imports nothing from
+the pipeline that needs TensorFlow. Two steps:
+
+    # here, next to ../shared: the split (train + validation only: the test images never leave this machine),
+    # those images, and the ImageNet weights as float16 arrays
+    KERAS_HOME=../shared/weights/keras .venv/bin/python experiments/gpu_sweep.py stage --data ../shared/data/ham10000
+    # there: every recipe named, in parallel processes, one JSON of per-epoch validation figures each
+    KERAS_BACKEND=jax python3 experiments/gpu_sweep.py run --recipes v1-192-cut6,v1-192-all --out "$OUT"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from skinlesion.classes import CODES  # noqa: E402  (these two modules need no TensorFlow)
+from skinlesion.data import class_weights  # noqa: E402
+
+STAGE = Path(__file__).resolve().parents[1] / ".gpu"
+# name -> (backbone, height, width, last frozen layer or None for "all blocks learn")
+RECIPES = {
+    "v1-192-cut6": ("v1", 192, 256, "conv_pw_6_relu"),  # the pipeline's network, fresh augmentations
+    "v1-192-cut3": ("v1", 192, 256, "conv_pw_3_relu"),
+    "v1-192-all": ("v1", 192, 256, None),
+    "v1-240-all": ("v1", 240, 320, None),
+    "v1-288-all": ("v1", 288, 384, None),
+    "v2-192-all": ("v2", 192, 256, None),
+    "v2-240-all": ("v2", 240, 320, None),
+}
+# The pipeline's defaults (skinlesion/train.py TrainConfig), so that the recipes differ from it in one thing.
+BATCH, HEAD_EPOCHS, HEAD_RATE, TUNE_EPOCHS, TUNE_RATE = 32, 5, 1e-3, 30, 2e-4
+CLASS_WEIGHT_POWER, LABEL_SMOOTHING, DROPOUT, PATIENCE, SEED = 0.5, 0.1, 0.25, 6, 42
+
+
+def stage(data_dir: Path) -> None:
+    """Write .gpu/: split.csv (train + val), their images, weights_v1.npz / weights_v2.npz (float16)."""
+    import keras
+
+    from skinlesion.data import load_metadata, split_by_lesion  # TensorFlow-free too, but needs the whole dataset
+
+    split = split_by_lesion(load_metadata(data_dir), seed=SEED)
+    (STAGE / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for part, frame in (("train", split.train), ("val", split.val)):
+        for image_id, label, path in frame[["image_id", "label", "path"]].itertuples(index=False):
+            shutil.copyfile(path, STAGE / "images" / Path(path).name)
+            rows.append(f"{image_id},{Path(path).name},{label},{part}")
+    (STAGE / "split.csv").write_text("image_id,file,label,part\n" + "\n".join(rows) + "\n")
+    for name, builder in (("v1", keras.applications.MobileNet), ("v2", keras.applications.MobileNetV2)):
+        base = builder(input_shape=(224, 224, 3), include_top=False, weights="imagenet")
+        np.savez(STAGE / f"weights_{name}.npz", *[w.astype(np.float16) for w in base.get_weights()])
+    print(f"staged {len(rows)} images (test split left out) and the weights in {STAGE}")
+
+
+def _read(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((200, 150), Image.BILINEAR)
+                          if image.size != (200, 150) else image.convert("RGB"))
+
+
+def _network(recipe: str):
+    import keras
+
+    backbone, height, width, cut = RECIPES[recipe]
+    builder = keras.applications.MobileNet if backbone == "v1" else keras.applications.MobileNetV2
+    base = builder(input_shape=(height, width, 3), include_top=False, weights=None)
+    with np.load(STAGE / f"weights_{backbone}.npz") as arrays:
+        base.set_weights([arrays[f"arr_{i}"].astype(np.float32) for i in range(len(arrays.files))])
+    images = keras.Input((150, 200, 3))
+    x = keras.layers.Resizing(height, width, interpolation="bilinear")(images)
+    for layer in (keras.layers.RandomRotation(0.5, fill_mode="nearest", seed=SEED),
+                  keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=SEED + 1),
+                  keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=SEED + 2),
+                  keras.layers.RandomFlip("horizontal_and_vertical", seed=SEED + 3),
+                  keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=SEED + 4),
+                  keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=SEED + 5)):
+        x = layer(x)  # active in training only
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(x)
+    x = keras.layers.GlobalAveragePooling2D()(base(x))
+    x = keras.layers.Dropout(DROPOUT)(x)
+    model = keras.Model(images, keras.layers.Dense(len(CODES), activation="softmax")(x))
+    names = [layer.name for layer in base.layers]
+    first_tuned = names.index(cut) + 1 if cut else 0
+    return model, base, first_tuned
+
+
+def _set_trainable(base, first_tuned: int | None) -> None:
+    """Layers from `first_tuned` on learn (None: none do); BatchNorm never does, so it stays in inference mode
+    (the shared v1/v2 weights hold folded BN: see ../shared/weights/README.md)."""
+    import keras
+
+    base.trainable = True
+    for i, layer in enumerate(base.layers):
+        layer.trainable = (first_tuned is not None and i >= first_tuned
+                           and not isinstance(layer, keras.layers.BatchNormalization))
+
+
+def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0) -> dict:
+    import keras
+    from sklearn.metrics import balanced_accuracy_score
+
+    keras.utils.set_random_seed(SEED)
+    split = pd.read_csv(STAGE / "split.csv")
+    with ThreadPoolExecutor(8) as pool:
+        images = np.stack(list(pool.map(_read, [STAGE / "images" / f for f in split["file"]])))
+    if limit:  # a smoke test: every limit-th image
+        split, images = split[::limit], images[::limit]
+    labels = split["label"].to_numpy()
+    train, val = (split["part"] == "train").to_numpy(), (split["part"] == "val").to_numpy()
+    x_train, y_train = images[train], labels[train]
+    weights = class_weights(y_train, CLASS_WEIGHT_POWER)
+    w_train = np.array([weights[y] for y in y_train], np.float32)
+    x_val, y_val = images[val], labels[val]
+    one_hot = np.eye(len(CODES), dtype=np.float32)[y_train]
+
+    model, base, first_tuned = _network(recipe)
+    history: list[dict] = []
+    result = {"recipe": recipe, "backend": keras.backend.backend(), "train": int(train.sum()),
+              "val": int(val.sum()), "epochs": history}
+
+    class Validate(keras.callbacks.Callback):
+        def __init__(self, phase: str):
+            super().__init__()
+            self.phase, self.started = phase, time.time()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            predicted = self.model.predict(x_val, batch_size=128, verbose=0).argmax(1)
+            score = float(balanced_accuracy_score(y_val, predicted))
+            logs["val_balanced_accuracy"] = score
+            history.append({"phase": self.phase, "epoch": epoch + 1, "val_ba": round(score, 4),
+                            "val_acc": round(float((predicted == y_val).mean()), 4),
+                            "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                            "s": round(time.time() - self.started, 1)})
+            print(recipe, history[-1], flush=True)
+            (out / f"{recipe}.json").write_text(json.dumps(result, indent=1) + "\n")
+            if time.time() > deadline:
+                self.model.stop_training = True
+                result["stopped_by_deadline"] = True
+
+    monitor = dict(monitor="val_balanced_accuracy", mode="max")
+    for phase, tuned, epochs, rate in (("head", None, HEAD_EPOCHS, HEAD_RATE),
+                                       ("fine_tune", first_tuned, TUNE_EPOCHS, TUNE_RATE)):
+        _set_trainable(base, tuned)
+        model.compile(optimizer=keras.optimizers.Adam(rate),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING))
+        callbacks = [Validate(phase),  # first: the others read its value
+                     keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
+                     keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True, **monitor)]
+        model.fit(x_train, one_hot, sample_weight=w_train, batch_size=BATCH, epochs=epochs, callbacks=callbacks,
+                  verbose=0)
+        if result.get("stopped_by_deadline"):
+            break
+    tuned = [h for h in history if h["phase"] == "fine_tune"] or history
+    best = max(tuned, key=lambda h: h["val_ba"])
+    result["best"] = best
+    (out / f"{recipe}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    staging = commands.add_parser("stage", help="prepare .gpu/ here (split, train + val images, weights)")
+    staging.add_argument("--data", type=Path, required=True)
+    running = commands.add_parser("run", help="train the named recipes one after another in this process")
+    running.add_argument("--recipes", required=True, help=f"comma-separated, of: {', '.join(RECIPES)}")
+    running.add_argument("--out", type=Path, required=True)
+    running.add_argument("--minutes", type=float, default=8.0, help="stop every recipe's training after this")
+    running.add_argument("--limit", type=int, default=0, help="smoke test: train on every LIMIT-th image only")
+    args = parser.parse_args()
+    if args.command == "stage":
+        stage(args.data)
+        return
+    deadline = time.time() + 60 * args.minutes
+    args.out.mkdir(parents=True, exist_ok=True)
+    for recipe in args.recipes.split(","):
+        if recipe not in RECIPES:
+            sys.exit(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    for recipe in args.recipes.split(","):
+        if time.time() > deadline:
+            print("SKIPPED", recipe, "(out of time)", flush=True)
+            continue
+        result = run_recipe(recipe, args.out, deadline, args.limit)
+        print("BEST", recipe, result["best"], flush=True)
+
+
+if __name__ == "__main__":
+    main()
