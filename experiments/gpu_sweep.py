@@ -19,8 +19,8 @@ the pipeline that needs TensorFlow. Two steps:
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,29 +50,29 @@ CLASS_WEIGHT_POWER, LABEL_SMOOTHING, DROPOUT, PATIENCE, SEED = 0.5, 0.1, 0.25, 6
 
 
 def stage(data_dir: Path) -> None:
-    """Write .gpu/: split.csv (train + val), their images, weights_v1.npz / weights_v2.npz (float16)."""
+    """Write .gpu/: split.csv (train + val), images.npz (their JPEG files), weights_v1/_v2.npz (float16)."""
     import keras
 
     from skinlesion.data import load_metadata, split_by_lesion  # TensorFlow-free too, but needs the whole dataset
 
     split = split_by_lesion(load_metadata(data_dir), seed=SEED)
-    (STAGE / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for part, frame in (("train", split.train), ("val", split.val)):
-        for image_id, label, path in frame[["image_id", "label", "path"]].itertuples(index=False):
-            shutil.copyfile(path, STAGE / "images" / Path(path).name)
-            rows.append(f"{image_id},{Path(path).name},{label},{part}")
-    (STAGE / "split.csv").write_text("image_id,file,label,part\n" + "\n".join(rows) + "\n")
+    STAGE.mkdir(exist_ok=True)
+    frame = pd.concat([split.train.assign(part="train"), split.val.assign(part="val")])
+    frame[["image_id", "label", "part"]].to_csv(STAGE / "split.csv", index=False)
+    # One file of the JPEG bytes end to end: thousands of small files cost more to ship than their bytes.
+    encoded = [Path(path).read_bytes() for path in frame["path"]]
+    np.savez(STAGE / "images.npz", blob=np.frombuffer(b"".join(encoded), np.uint8),
+             ends=np.cumsum([len(e) for e in encoded]))
     for name, builder in (("v1", keras.applications.MobileNet), ("v2", keras.applications.MobileNetV2)):
         base = builder(input_shape=(224, 224, 3), include_top=False, weights="imagenet")
         np.savez(STAGE / f"weights_{name}.npz", *[w.astype(np.float16) for w in base.get_weights()])
-    print(f"staged {len(rows)} images (test split left out) and the weights in {STAGE}")
+    print(f"staged {len(frame)} images (the test split left out) and the weights in {STAGE}")
 
 
-def _read(path: Path) -> np.ndarray:
+def _decode(encoded: bytes) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(encoded)) as image:
         return np.asarray(image.convert("RGB").resize((200, 150), Image.BILINEAR)
                           if image.size != (200, 150) else image.convert("RGB"))
 
@@ -120,8 +120,10 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0) -> dict:
 
     keras.utils.set_random_seed(SEED)
     split = pd.read_csv(STAGE / "split.csv")
+    with np.load(STAGE / "images.npz") as packed:
+        blob, ends = packed["blob"].tobytes(), packed["ends"]
     with ThreadPoolExecutor(8) as pool:
-        images = np.stack(list(pool.map(_read, [STAGE / "images" / f for f in split["file"]])))
+        images = np.stack(list(pool.map(_decode, [blob[a:b] for a, b in zip([0, *ends[:-1]], ends)])))
     if limit:  # a smoke test: every limit-th image
         split, images = split[::limit], images[::limit]
     labels = split["label"].to_numpy()
