@@ -1,0 +1,61 @@
+"""Does averaging a model's probabilities over flipped copies of the photo help? Validation split only.
+
+The 4 flips that keep a 4:3 input (none, left-right, up-down, both) are classified and their calibrated
+probabilities averaged; the paired bootstrap over validation images gives an interval for the change in balanced
+accuracy and accuracy. The rule we fixed before the first run is in docs/experiments.md.
+
+    .venv/bin/python experiments/flip_tta.py --data ../shared/data/ham10000 [--model model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from skinlesion.classes import CODES  # noqa: E402
+from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
+from skinlesion.model import load_inputs, load_network, predict  # noqa: E402
+from skinlesion.train import TrainConfig  # noqa: E402
+
+FLIPS = {"none": (), "left-right": (2,), "up-down": (1,), "both": (1, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=Path("model"))
+    parser.add_argument("--rounds", type=int, default=1000)
+    args = parser.parse_args()
+
+    network = load_network(args.model)
+    split = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed)
+    images, labels = load_inputs(list(split.val["path"]), network.config), split.val["label"].to_numpy()
+    probabilities = {name: predict(network, np.flip(images, axes) if axes else images, batch_size=64)
+                     for name, axes in FLIPS.items()}
+    plain, averaged = probabilities["none"].argmax(1), np.mean(list(probabilities.values()), axis=0).argmax(1)
+
+    print(f"validation: {len(labels)} images")
+    for name, predicted in (("no flips", plain), ("mean of 4 flips", averaged)):
+        recalls = dict(zip(CODES, recall_score(labels, predicted, average=None, labels=range(len(CODES)))))
+        print(f"{name:>16}: BA {balanced_accuracy_score(labels, predicted):.4f}, "
+              f"accuracy {accuracy_score(labels, predicted):.4f}, recall "
+              + " ".join(f"{code} {r:.3f}" for code, r in recalls.items()))
+    rng = np.random.default_rng(0)
+    changes = []
+    for _ in range(args.rounds):
+        rows = rng.integers(0, len(labels), len(labels))
+        changes.append([metric(labels[rows], averaged[rows]) - metric(labels[rows], plain[rows])
+                        for metric in (balanced_accuracy_score, accuracy_score)])
+    for name, column in zip(("BA", "accuracy"), np.array(changes).T):
+        low, mid, high = np.percentile(column, [2.5, 50, 97.5])
+        print(f"change in {name}, paired bootstrap ({args.rounds} rounds): median {mid:+.4f}, "
+              f"95% interval [{low:+.4f}, {high:+.4f}]")
+
+
+if __name__ == "__main__":
+    main()
