@@ -114,6 +114,37 @@ async function analyse(model, source) {
   return { results: await model.classify(source) };
 }
 
+// What the model's own checks say about a photo (see analyse()): alerts ("have it checked") and warnings
+// (unsure, unlike the training photos), each as {text} for a result card and {short} for a batch row.
+// Nothing when the model reports nothing.
+function cautions(model, analysis) {
+  const alerts = (analysis.alerts ?? model.alerts(analysis.results)).map((a) => {
+    const score = `${a.name.toLowerCase()} score (${formatPercent(a.probability)})`;
+    return {
+      text: `The ${score} reaches the alert threshold (${formatPercent(a.threshold)}) chosen on validation `
+        + 'images so that most such lesions are caught. Have this lesion checked by a doctor.',
+      short: `Have it checked by a doctor: the ${score} reaches its alert threshold `
+        + `(${formatPercent(a.threshold)}).`,
+    };
+  });
+  const warnings = [];
+  if (analysis.outOfDistribution) {
+    warnings.push({
+      text: 'This does not look like the dermatoscopic lesion photos the model was trained on, so its answer '
+        + 'means little here.',
+      short: 'Does not look like a dermatoscopic lesion photo: the answer means little.',
+    });
+  }
+  if (analysis.uncertain) {
+    warnings.push({
+      text: 'The model is unsure about this photo: no class stands out clearly. Do not read much into the ranking '
+        + 'below.',
+      short: 'The model is unsure: no class stands out.',
+    });
+  }
+  return { alerts, warnings };
+}
+
 // ---------------------------------------------------------------- one photo: a result card
 
 function renderBars(bars, model, results) {
@@ -190,25 +221,12 @@ function renderResult(card, model, analysis, ms) {
   card.querySelector('.top-urgency').textContent = info.urgency ?? '';
   card.querySelector('.result-top').hidden = false;
 
+  const { alerts, warnings } = cautions(model, analysis);
   const alertBox = card.querySelector('.result-alert');
-  const alerts = analysis.alerts ?? model.alerts(results);
-  alertBox.textContent = alerts.map((a) => `The ${a.name.toLowerCase()} score (${formatPercent(a.probability)}) `
-    + `reaches the alert threshold (${formatPercent(a.threshold)}) chosen on validation images so that most `
-    + 'such lesions are caught. Have this lesion checked by a doctor.').join(' ');
+  alertBox.textContent = alerts.map((c) => c.text).join(' ');
   alertBox.hidden = alerts.length === 0;
-
-  // Only what the model itself reports (see analyse()); nothing is shown when it reports nothing.
-  const warnings = [];
-  if (analysis.outOfDistribution) {
-    warnings.push('This does not look like the dermatoscopic lesion photos the model was trained on, so its '
-      + 'answer means little here.');
-  }
-  if (analysis.uncertain) {
-    warnings.push('The model is unsure about this photo: no class stands out clearly. Do not read much into the '
-      + 'ranking below.');
-  }
   const warning = card.querySelector('.result-warning');
-  warning.textContent = warnings.join(' ');
+  warning.textContent = warnings.map((c) => c.text).join(' ');
   warning.hidden = warnings.length === 0;
   if (analysis.cam) showActivationMap(card, analysis.cam, info.name ?? best.name);
 
@@ -302,8 +320,15 @@ async function classifyInBatch(file) {
   }
   try {
     const source = modelInput(image.bitmap, defaultFrame(image.bitmap, model.metadata.input), model.metadata.input);
-    const { results } = await analyse(model, source);
-    batch.done(name, stem(file.name || 'pasted'), results);
+    const analysis = await analyse(model, source);
+    const { alerts, warnings } = cautions(model, analysis);
+    // The photo's own problems (tiny, greyscale) matter as much here as on a result card.
+    const notes = image.notes.filter((n) => n.kind === 'warning').map((n) => ({ kind: 'warning', text: n.text }));
+    batch.done(name, stem(file.name || 'pasted'), analysis.results, [
+      ...alerts.map((c) => ({ kind: 'alert', text: c.short })),
+      ...warnings.map((c) => ({ kind: 'warning', text: c.short })),
+      ...notes,
+    ]);
   } catch (err) {
     batch.fail(name, `${name} could not be classified: ${err.message}`);
   } finally {

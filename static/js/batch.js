@@ -89,8 +89,11 @@ export class Batch {
     this.els.status.textContent = `Classifying ${this.finished + 1} of ${this.total}: ${name}`;
   }
 
-  /** A classified photo; `results` are [{code, name, probability}] in the model's class order. */
-  done(name, image, results) {
+  /**
+   * A classified photo; `results` are [{code, name, probability}] in the model's class order, `cautions`
+   * [{kind: 'alert' | 'warning', text}] are shown under the most likely class (not in the CSV).
+   */
+  done(name, image, results, cautions = []) {
     this.rows.push({ image, probabilities: results.map((r) => r.probability) });
     const top = results.reduce((a, b) => (b.probability > a.probability ? b : a));
     const row = this.row(name);
@@ -103,6 +106,14 @@ export class Batch {
       if (className) td.className = className;
       row.append(td);
     }
+    const topCell = row.querySelector('td');
+    for (const { kind, text } of cautions) {
+      const note = document.createElement('span');
+      note.className = `batch-note batch-note-${kind}`;
+      note.textContent = text;
+      topCell.append(note);
+    }
+    if (cautions.some((c) => c.kind === 'alert')) row.classList.add('batch-alert');
     this.els.csv.disabled = false;
     this.step();
   }
