@@ -14,6 +14,8 @@ the pipeline that needs TensorFlow. Two steps:
     KERAS_HOME=../shared/weights/keras .venv/bin/python experiments/gpu_sweep.py stage --data ../shared/data/ham10000
     # there: every recipe named, in parallel processes, one JSON of per-epoch validation figures each
     KERAS_BACKEND=jax python3 experiments/gpu_sweep.py run --recipes v1-192-cut6,v1-192-all --out "$OUT"
+    # here: what an epoch of each recipe would cost on this machine's CPUs (the 60-minute retrain budget)
+    .venv/bin/python experiments/gpu_sweep.py cost
 """
 
 from __future__ import annotations
@@ -178,6 +180,24 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0) -> dict:
     return result
 
 
+def epoch_cost(recipe: str, steps: int = 8) -> float:
+    """Seconds one fine-tuning epoch of `recipe` takes on this machine, timed over `steps` batches of noise."""
+    import keras
+
+    model, base, first_tuned = _network(recipe)
+    _set_trainable(base, first_tuned)
+    model.compile(optimizer=keras.optimizers.Adam(TUNE_RATE),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING))
+    rng = np.random.default_rng(SEED)
+    images = rng.integers(0, 256, (BATCH * steps, 150, 200, 3)).astype(np.float32)
+    targets = np.eye(len(CODES), dtype=np.float32)[rng.integers(0, len(CODES), BATCH * steps)]
+    model.fit(images[:BATCH], targets[:BATCH], batch_size=BATCH, verbose=0)  # compiles
+    started = time.perf_counter()
+    model.fit(images, targets, batch_size=BATCH, verbose=0)
+    train_images = (pd.read_csv(STAGE / "split.csv")["part"] == "train").sum()
+    return (time.perf_counter() - started) / steps * -(-train_images // BATCH)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -188,9 +208,18 @@ def main() -> None:
     running.add_argument("--out", type=Path, required=True)
     running.add_argument("--minutes", type=float, default=8.0, help="stop every recipe's training after this")
     running.add_argument("--limit", type=int, default=0, help="smoke test: train on every LIMIT-th image only")
+    costing = commands.add_parser("cost", help="time a fine-tuning epoch of each named recipe on this machine")
+    costing.add_argument("--recipes", default=",".join(RECIPES))
     args = parser.parse_args()
     if args.command == "stage":
         stage(args.data)
+        return
+    if args.command == "cost":
+        import keras
+
+        print(f"seconds per fine-tuning epoch (fresh augmentations, batch {BATCH}), {keras.backend.backend()}:")
+        for recipe in args.recipes.split(","):
+            print(f"  {recipe}: {epoch_cost(recipe):.0f} s", flush=True)
         return
     deadline = time.time() + 60 * args.minutes
     args.out.mkdir(parents=True, exist_ok=True)
