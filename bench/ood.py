@@ -21,7 +21,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from skinlesion import ood  # noqa: E402
 from skinlesion.data import load_metadata  # noqa: E402
+from skinlesion.evaluate import CONFIDENT_ACCURACY  # noqa: E402
 from skinlesion.export import TFJS_DIR, read_metadata  # noqa: E402
 from skinlesion.model import load_network, predict_all, preprocess, read_image  # noqa: E402
 from skinlesion.pipeline import SPLIT_NAME  # noqa: E402
@@ -69,19 +71,19 @@ def main() -> None:
     synthetic = _synthetic(450, 600)
     sets["synthetic (" + ", ".join(synthetic) + ")"] = list(synthetic.values())
 
-    print(f"ood_threshold {ood_threshold:.2f} (98th percentile of validation lesions), uncertain below top "
-          f"probability {uncertain_below:.3f} (validation accuracy >= 0.90 above it)")
+    print(f"ood_threshold {ood_threshold:.2f} (exceeded by {ood.FLAGGED_SHARE:.0%} of validation lesions), uncertain "
+          f"below top probability {uncertain_below:.3f} (validation accuracy >= {CONFIDENT_ACCURACY:.0%} above it)")
     print(f"{'set':<44} {'images':>6} {'flagged OOD':>12} {'uncertain':>10} {'either':>8}")
     for name, pixels in sets.items():
         out = _scores(network, pixels)
-        ood = out["ood_score"][:, 0] > ood_threshold
+        unlike = out["ood_score"][:, 0] > ood_threshold
         uncertain = out["probabilities"].max(1) < uncertain_below
-        print(f"{name[:44]:<44} {len(pixels):>6} {ood.mean():>11.1%} {uncertain.mean():>10.1%} "
-              f"{(ood | uncertain).mean():>8.1%}")
+        print(f"{name[:44]:<44} {len(pixels):>6} {unlike.mean():>11.1%} {uncertain.mean():>10.1%} "
+              f"{(unlike | uncertain).mean():>8.1%}")
         if name.startswith("non-skin") or name.startswith("synthetic"):
             names = listing.loc[listing["set"].str.startswith("nonskin"), "file"].tolist() \
                 if name.startswith("non-skin") else list(synthetic)
-            missed = [n for n, flag in zip(names, ood) if not flag]
+            missed = [n for n, flag in zip(names, unlike) if not flag]
             if missed:
                 print(f"    not flagged OOD: {', '.join(Path(m).stem for m in missed)}")
 

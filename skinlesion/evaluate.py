@@ -33,6 +33,10 @@ MEL = index_of("mel")
 # The classes for which the page says "consider seeing a dermatologist soon" when their probability is high.
 ALERT_CLASSES = tuple(c.code for c in CLASSES if c.malignant)
 ALL_LABELS = list(range(len(CODES)))
+# What the page's thresholds are chosen for on validation: each alert finds this share of its class, and the
+# answers at or above the "unsure" threshold are at least this accurate.
+ALERT_SENSITIVITY = 0.85
+CONFIDENT_ACCURACY = 0.9
 
 
 def _rates(positive: np.ndarray, flagged: np.ndarray) -> dict:
@@ -75,7 +79,7 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def sensitivity_threshold(probabilities: np.ndarray, labels: np.ndarray, label: int = MEL,
-                          sensitivity: float = 0.85) -> float:
+                          sensitivity: float = ALERT_SENSITIVITY) -> float:
     """The highest probability threshold for class `label` that still reaches `sensitivity` (fit on validation)."""
     scores = np.sort(probabilities[labels == label, label])[::-1]
     if len(scores) == 0:
@@ -89,7 +93,8 @@ def alert_rates(probabilities: np.ndarray, labels: np.ndarray, label: int, thres
     return {"threshold": threshold, **_rates(labels == label, probabilities[:, label] >= threshold)}
 
 
-def confidence_threshold(probabilities: np.ndarray, labels: np.ndarray, target_accuracy: float = 0.9) -> float:
+def confidence_threshold(probabilities: np.ndarray, labels: np.ndarray,
+                         target_accuracy: float = CONFIDENT_ACCURACY) -> float:
     """The lowest top-1 probability from which on the predictions reach `target_accuracy` (fit on validation).
 
     Below it the page says the model is unsure. 1.0 if no threshold reaches the target.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
+FLAGGED_SHARE = 0.02  # of the validation lesions, flagged as unlike the training images
+
 
 def fit_projection(features: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
     """(mean, projection) with projection (features, k): PCA axes divided by the square root of their variance."""
@@ -22,6 +24,6 @@ def fit_projection(features: np.ndarray, components: int) -> tuple[np.ndarray, n
     return pca.mean_, projection
 
 
-def threshold(validation_scores: np.ndarray, flagged_share: float = 0.02) -> float:
+def threshold(validation_scores: np.ndarray, flagged_share: float = FLAGGED_SHARE) -> float:
     """The score above which `flagged_share` of the validation lesions lie."""
     return float(np.quantile(validation_scores, 1 - flagged_share))

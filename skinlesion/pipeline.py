@@ -20,6 +20,8 @@ from .classes import index_of
 from .data import Split, load_metadata, split_by_lesion
 from .evaluate import (
     ALERT_CLASSES,
+    ALERT_SENSITIVITY,
+    CONFIDENT_ACCURACY,
     alert_rates,
     bootstrap_intervals,
     confidence_threshold,
@@ -91,9 +93,9 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     network = load_network(staged)
     val, test_out = _predict_frame(network, split.val), _predict_frame(network, split.test)
     test_probabilities = test_out["probabilities"]
-    thresholds = {code: sensitivity_threshold(val["probabilities"], val_labels, index_of(code), 0.85)
+    thresholds = {code: sensitivity_threshold(val["probabilities"], val_labels, index_of(code), ALERT_SENSITIVITY)
                   for code in ALERT_CLASSES}
-    uncertain_below = confidence_threshold(val["probabilities"], val_labels, target_accuracy=0.9)
+    uncertain_below = confidence_threshold(val["probabilities"], val_labels, target_accuracy=CONFIDENT_ACCURACY)
     ood_threshold = ood.threshold(val["ood_score"][:, 0])
     stages["calibrate_and_evaluate"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
 
@@ -119,16 +121,19 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
         "calibration": {"temperature": temperature, "fit_on": "validation",
                         "test_ece_before": metrics(uncalibrated_test, test_labels)["expected_calibration_error"],
                         "test_ece_after": test["expected_calibration_error"]},
-        "warnings": {
+        "warnings": {  # each threshold was chosen on validation for the target next to it
+            "alert_sensitivity_target": ALERT_SENSITIVITY,
             "alert_thresholds": thresholds,
             "alerts_on_test": {code: alert_rates(test_probabilities, test_labels, index_of(code), t)
                                for code, t in thresholds.items()},
+            "uncertain_accuracy_target": CONFIDENT_ACCURACY,
             "uncertain_below": uncertain_below,
             "test_share_uncertain": float(1 - confident.mean()),
             "test_accuracy_when_confident": float((test_probabilities.argmax(1) == test_labels)[confident].mean())
             if confident.any() else None,
             "test_accuracy_when_uncertain": float((test_probabilities.argmax(1) == test_labels)[~confident].mean())
             if (~confident).any() else None,
+            "ood_flagged_share_target": ood.FLAGGED_SHARE,
             "ood_threshold": ood_threshold,
             "test_share_out_of_distribution": float((test_out["ood_score"][:, 0] > ood_threshold).mean()),
         },

@@ -152,12 +152,21 @@ def _tfjs_version() -> str:
 # ---------------------------------------------------------------- model card view
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _out_of(part: Any, rest: Any) -> str:
+    """'250 of 1,272' from a count and the rest of its whole (false positives, true negatives); '' unless counts."""
+    return f"{part:,} of {part + rest:,}" if isinstance(part, int) and isinstance(rest, int) else ""
+
+
 def _pct(x: Any) -> str:
-    return f"{100 * x:.1f}%" if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+    return f"{100 * x:.1f}%" if _number(x) else "n/a"
 
 
 def _dec(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+    return f"{x:.3f}" if _number(x) else "n/a"
 
 
 def _value(x: Any) -> str:
@@ -218,15 +227,14 @@ _METRICS = (
 _KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_at_threshold", "per_class",
                                                 "confusion_matrix", "bootstrap_95"}
 _MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
-_KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data"}
+_KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings"}
 
 
 def _melanoma_rows(rates: dict, key: str, label: str, how: str, fallback: dict[str, str]) -> list[dict]:
     """Sensitivity and specificity rows for one way of flagging melanoma, with counts where the report has them."""
     rows = []
     tp, fn, tn, fp = (rates.get(k) for k in ("true_positives", "false_negatives", "true_negatives", "false_positives"))
-    counts = {"sensitivity": f"{tp:,} of {tp + fn:,}" if isinstance(tp, int) and isinstance(fn, int) else "",
-              "specificity": f"{tn:,} of {tn + fp:,}" if isinstance(tn, int) and isinstance(fp, int) else ""}
+    counts = {"sensitivity": _out_of(tp, fn), "specificity": _out_of(tn, fp)}
     helps = {"sensitivity": f"Share of melanomas flagged ({how}).",
              "specificity": f"Share of other lesions not flagged as melanoma ({how})."}
     for name in ("sensitivity", "specificity"):
@@ -234,6 +242,45 @@ def _melanoma_rows(rates: dict, key: str, label: str, how: str, fallback: dict[s
             rows.append({"key": f"{key}_{name}", "label": f"{label} {name}", "value": _pct(rates[name]),
                          "help": helps[name], "count": counts[name] or fallback.get(f"{key}_{name}", "")})
     return rows
+
+
+def _cautions(report: dict, names: dict[str, str]) -> dict:
+    """Calibration and the page's three cautions (alert, unsure, unlike the training photos): how each threshold
+    was chosen on validation and how it did on the test split. Keys the card does not know go to `more`."""
+    calibration, warnings = report.get("calibration") or {}, report.get("warnings") or {}
+    known_calibration = {"temperature", "fit_on", "test_ece_before", "test_ece_after"}
+    out: dict[str, Any] = {
+        "temperature": f"{calibration['temperature']:.3f}" if _number(calibration.get("temperature")) else None,
+        "fit_on": str(calibration.get("fit_on") or "validation"),
+        "ece": [_dec(calibration[k]) for k in ("test_ece_before", "test_ece_after")]
+        if all(_number(calibration.get(k)) for k in ("test_ece_before", "test_ece_after")) else None,
+    }
+    rates = warnings.get("alerts_on_test") or {}
+    out["alerts"] = []
+    for code, threshold in (warnings.get("alert_thresholds") or {}).items():
+        r = rates.get(code) if isinstance(rates.get(code), dict) else {}
+        tp, fn, tn, fp = (r.get(k) for k in ("true_positives", "false_negatives", "true_negatives", "false_positives"))
+        out["alerts"].append({
+            "code": code, "name": names.get(code, code), "threshold": _pct(threshold),
+            "found": _pct(r.get("sensitivity")), "found_count": _out_of(tp, fn),
+            "false_alarms": _pct(1 - r["specificity"]) if _number(r.get("specificity")) else "n/a",
+            "false_alarm_count": _out_of(fp, tn),
+        })
+    out["alert_target"] = _pct(warnings.get("alert_sensitivity_target")) \
+        if _number(warnings.get("alert_sensitivity_target")) else None
+    unsure = {k: warnings.get(k) for k in ("uncertain_accuracy_target", "uncertain_below", "test_share_uncertain",
+                                           "test_accuracy_when_uncertain", "test_accuracy_when_confident")}
+    out["unsure"] = {k: _pct(v) if _number(v) else None for k, v in unsure.items()} \
+        if _number(unsure["uncertain_below"]) else None
+    unlike = {k: warnings.get(k) for k in ("ood_flagged_share_target", "ood_threshold",
+                                           "test_share_out_of_distribution")}
+    out["unlike"] = {"threshold": f"{unlike['ood_threshold']:.1f}",
+                     **{k: _pct(v) if _number(v) else None for k, v in unlike.items() if k != "ood_threshold"}} \
+        if _number(unlike["ood_threshold"]) else None
+    shown = {"alert_thresholds", "alerts_on_test", "alert_sensitivity_target", *unsure, *unlike}
+    out["more"] = _flatten({f"calibration.{k}": v for k, v in calibration.items() if k not in known_calibration}) \
+        + _flatten({f"warnings.{k}": v for k, v in warnings.items() if k not in shown})
+    return out
 
 
 def _model_card(report: dict, metadata: dict) -> dict:
@@ -298,6 +345,7 @@ def _model_card(report: dict, metadata: dict) -> dict:
         # the data folder's path is the build machine's, not something a reader of the site can use
         "data_images": _value(data["images"]) if isinstance(data.get("images"), int) else None,
         "facts": _facts(report, metadata),
+        "cautions": _cautions(report, names),
         "extra_sections": extra_sections,
         "temperature": metadata.get("temperature"),
     }

@@ -54,6 +54,18 @@ def _report() -> dict:
         },
         "calibration": {"temperature": 1.37, "fit_on": "validation", "test_ece_before": 0.0871,
                         "test_ece_after": 0.0432},
+        "warnings": {
+            "alert_sensitivity_target": 0.85, "alert_thresholds": {"mel": 0.1234, "bcc": 0.2},
+            "alerts_on_test": {"mel": {"threshold": 0.1234, "sensitivity": 0.85, "specificity": 0.8,
+                                       "true_positives": 17, "false_negatives": 3, "true_negatives": 1100,
+                                       "false_positives": 283},
+                               "bcc": {"threshold": 0.2, "sensitivity": 0.9, "specificity": 0.95}},
+            "uncertain_accuracy_target": 0.9, "uncertain_below": 0.6888, "test_share_uncertain": 0.2635,
+            "test_accuracy_when_confident": 0.8861, "test_accuracy_when_uncertain": 0.5332,
+            "ood_flagged_share_target": 0.02, "ood_threshold": 157.472, "test_share_out_of_distribution": 0.0238,
+            "ood_components": 64,  # a key the card does not know yet
+        },
+        "external_test": {"images": 500, "accuracy": 0.6543},  # a section the card does not know yet
         "plots": {"confusion_matrix": "confusion_matrix.png", "reliability": "plots/reliability.png"},
         "training": {"stages": {"train_head": {"wall_time_s": 321.5}}, "wall_time_s": 1800, "seed": 42,
                      "date": "2026-11-29"},
@@ -67,7 +79,7 @@ def _contract_report() -> dict:
     for key in ("melanoma_at_threshold", "bootstrap_95", "expected_calibration_error", "brier_score"):
         del test[key]
     test["melanoma"] = {"sensitivity": 0.7, "specificity": 0.9123}
-    del report["data"], report["calibration"]
+    del report["data"], report["calibration"], report["warnings"]
     return report
 
 
@@ -225,10 +237,31 @@ def test_model_card_per_class_split_and_plots(built: Path) -> None:
     assert '<img src="model/confusion_matrix.png"' in html
     assert '<img src="model/plots/reliability.png"' in html  # every entry of "plots" is shown
     assert "Brier score" in html and "0.2718" in html  # unknown test keys are rendered, not dropped
-    assert "Test ECE before" in html and "0.0871" in html  # unknown top-level sections too
+    assert "External test" in html and "0.6543" in html  # unknown top-level sections too
     assert "Stages · train head · wall time (s)" in html and "321.5" in html
     assert "10,015 images" in html
     assert "/home/someone" not in html  # the build machine's data path is not published
+
+
+def test_model_card_explains_calibration_and_warnings(built: Path) -> None:
+    html = (built / "model-card.html").read_text(encoding="utf-8")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "temperature of 1.370" in text and "0.087 before, 0.043 after" in text
+    assert "still flagged 85.0% of that class's images" in text
+    assert [" ".join(c) for c in _cells(html, "data-alert", "mel")[1:]] == ["12.3%", "85.0% 17 of 20",
+                                                                             "20.0% 283 of 1,383"]
+    assert _cells(html, "data-alert", "bcc")[1:] == [["20.0%"], ["90.0%"], ["5.0%"]]  # no counts: rates only
+    assert "unsure when its top probability is under 68.9%" in text and "at least 90.0% right" in text
+    assert "26.4% of the images fell under it; the top class was right for 53.3% of those and for 88.6%" in text
+    assert "score above 157.5, a score that 2.0% of the validation lesions exceed" in text
+    assert "It flagged 2.4% of the test lesions" in text
+    assert "Warnings · ood components" in text  # keys the card does not know are still shown
+
+
+def test_model_card_without_warnings_says_nothing_about_them(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "report.json").write_text(json.dumps(_contract_report()))
+    html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
+    assert "data-alert" not in html and "unsure when" not in html and "temperature of" not in html
 
 
 def test_model_card_data_and_limitations(built: Path) -> None:
