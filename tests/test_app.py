@@ -425,7 +425,11 @@ BAD_INPUTS = [
      "4096 x 2731 px", True),
     ("tiny.png", lambda p: Image.new("RGB", (40, 30), COLOUR_A).save(p), "tiny.png is very small (40 x 30 px)", True),
     ("transparent.png", _transparent_png, "transparent.png has transparent areas", True),
-    ("grey.jpg", lambda p: Image.new("L", (320, 240), 120).save(p), "grey.jpg is a greyscale", True),
+    ("grey.jpg", lambda p: Image.linear_gradient("L").resize((320, 240)).save(p), "grey.jpg is a greyscale", True),
+    ("clear.png", lambda p: Image.new("RGBA", (320, 240), (0, 0, 0, 0)).save(p),
+     "clear.png looks blank (one flat colour, or transparent)", True),
+    ("flat.jpg", lambda p: Image.new("RGB", (320, 240), COLOUR_A).save(p), "flat.jpg looks blank (one flat colour)",
+     True),
     ("animated.gif", _animated_gif, "animated.gif is an animated GIF: only its first frame is classified", True),
     ("rotated.jpg", _rotated_jpeg, None, True),
 ]

@@ -117,14 +117,22 @@ function inspect(bitmap) {
   const { data } = ctx.getImageData(0, 0, w, h);
   let transparent = false;
   let grey = true;
+  const low = [255, 255, 255];
+  const high = [0, 0, 0];
   for (let i = 0; i < data.length; i += 4) {
-    if (data[i + 3] < 250) transparent = true;
+    const alpha = data[i + 3];
+    if (alpha < 250) transparent = true;
     // JPEG colour conversion leaves +-1 or 2 on grey pixels
-    if (data[i + 3] > 0 && (Math.abs(data[i] - data[i + 1]) > 2 || Math.abs(data[i + 1] - data[i + 2]) > 2)) {
-      grey = false;
+    if (alpha > 0 && (Math.abs(data[i] - data[i + 1]) > 2 || Math.abs(data[i + 1] - data[i + 2]) > 2)) grey = false;
+    for (let c = 0; c < 3; c += 1) {
+      const shown = (data[i + c] * alpha + 255 * (255 - alpha)) / 255; // on white, as it is classified
+      low[c] = Math.min(low[c], shown);
+      high[c] = Math.max(high[c], shown);
     }
   }
-  return { transparent, grey };
+  // One flat colour (JPEG noise aside) once composited on white: there is nothing in it to classify.
+  const blank = high.every((top, c) => top - low[c] <= 4);
+  return { transparent, grey: grey && !blank, blank };
 }
 
 function unreadable(file, heic) {
@@ -184,8 +192,11 @@ async function notesFor(file, name, bitmap, original) {
       notes.push({ kind: 'info', text: `${name} is an animated GIF: only its first frame is classified.` });
     }
   }
-  const { transparent, grey } = inspect(bitmap);
-  if (transparent) {
+  const { transparent, grey, blank } = inspect(bitmap);
+  if (blank) {
+    notes.push({ kind: 'warning', text: `${name} looks blank (one flat colour${transparent ? ', or transparent' : ''}`
+      + '): there is no lesion in it to classify, so the result below means nothing.' });
+  } else if (transparent) {
     notes.push({ kind: 'info', text: `${name} has transparent areas: they are shown and classified as white.` });
   }
   if (grey) {
