@@ -34,16 +34,16 @@ CLASSES: tuple[LesionClass, ...] = (
     LesionClass(
         "bkl",
         "Benign keratosis (seborrheic keratosis, solar lentigo, lichen-planus-like keratosis)",
-        "Common harmless growths and sun spots, often brown and 'stuck on'; some look like melanoma.",
+        "Common benign growths and sun spots, often brown and 'stuck on'; some look like melanoma.",
         False,
-        "Harmless; have it checked if it changes, bleeds or looks unlike your other spots.",
+        "Usually harmless; have it checked if it changes, bleeds or looks unlike your other spots.",
     ),
     LesionClass(
         "df",
         "Dermatofibroma",
-        "A firm, harmless nodule in the skin, often on the legs, sometimes after an insect bite.",
+        "A firm, benign nodule in the skin, often on the legs, sometimes after an insect bite.",
         False,
-        "Harmless; no treatment needed unless it bothers you.",
+        "Usually harmless; no treatment needed unless it bothers you or changes.",
     ),
     LesionClass(
         "mel",
