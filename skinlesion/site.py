@@ -227,7 +227,8 @@ _METRICS = (
 _KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_at_threshold", "per_class",
                                                 "confusion_matrix", "bootstrap_95"}
 _MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
-_KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings"}
+_KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings",
+                   "test_split_caveat"}
 
 
 def _melanoma_rows(rates: dict, key: str, label: str, how: str, fallback: dict[str, str]) -> list[dict]:
@@ -336,6 +337,8 @@ def _model_card(report: dict, metadata: dict) -> dict:
     return {
         "classes": classes,
         "test_images": _value(test["images"]) if isinstance(test.get("images"), int) else "",
+        # written by hand into a report when a person's choice made its test figures less than test-blind
+        "test_caveat": str(report.get("test_split_caveat") or ""),
         "metrics": metrics,
         "extra_test": extra_test,
         "per_class": per_class,

@@ -258,6 +258,16 @@ def test_model_card_explains_calibration_and_warnings(built: Path) -> None:
     assert "Warnings · ood components" in text  # keys the card does not know are still shown
 
 
+def test_model_card_shows_a_test_split_caveat_only_when_the_report_has_one(model_dir: Path, tmp_path: Path) -> None:
+    report = _report()
+    assert "test-caveat" not in (site.build_site(model_dir, tmp_path / "a") / "model-card.html").read_text()
+    report["test_split_caveat"] = "Kept over another model after both test reports were seen."
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "b") / "model-card.html").read_text(encoding="utf-8")
+    assert "Kept over another model after both test reports were seen." in html
+    assert "Test split caveat" not in html  # shown once, where the test figures are, not again as an unknown key
+
+
 def test_model_card_without_warnings_says_nothing_about_them(model_dir: Path, tmp_path: Path) -> None:
     (model_dir / "report.json").write_text(json.dumps(_contract_report()))
     html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
