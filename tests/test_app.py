@@ -209,7 +209,10 @@ def test_framing_by_keyboard_classifies_exactly_the_frame(page, site_url, site_d
     page.keyboard.press("Enter")
     page.wait_for_selector(".result .bars:not([hidden])")
     _idle(page)
-    assert page.evaluate("() => document.activeElement.className") == "result-file"
+    # focus moves to the new card; Tab then reaches its first control (the map toggle), not past the card
+    assert page.evaluate("() => document.activeElement.className") == "result"
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.closest('.result-map-toggle') !== null")
     _assert_shows(_shown_percentages(page), _classify_colour(page, COLOUR_A))
     # what the card shows is the frame, at the model's aspect
     cw, ch = page.evaluate("() => { const c = document.querySelector('.result-image'); return [c.width, c.height]; }")
@@ -555,7 +558,7 @@ def test_keyboard_alone_reaches_every_control_and_classifies(page, site_url, pho
     assert seen == ["crop-zoom", "crop-zoom-in", "crop-reset", "crop-confirm"], seen
     page.keyboard.press("Enter")
     page.wait_for_selector(".result .bars:not([hidden])")
-    assert page.evaluate("() => document.activeElement.textContent") == "lesion.jpg"
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Result for lesion.jpg"
 
 
 def _axe(page) -> list[str]:

@@ -237,6 +237,7 @@ function renderResult(card, model, analysis, ms) {
 function newCard(image, frame) {
   const card = els.template.content.firstElementChild.cloneNode(true);
   card.querySelector('.result-file').textContent = image.name;
+  card.setAttribute('aria-label', `Result for ${image.name}`);
   const view = drawFrame(image.bitmap, frame, RESULT_WIDTH);
   const shown = card.querySelector('.result-image');
   shown.width = view.width;
@@ -274,7 +275,7 @@ async function classifyOne(image) {
     const started = performance.now();
     const analysis = await analyse(model, source);
     renderResult(card, model, analysis, performance.now() - started);
-    card.querySelector('.result-file').focus({ preventScroll: false });
+    card.focus({ preventScroll: false });
   } catch (err) {
     if (card) card.querySelector('.result-status').textContent = 'Not classified.';
     showMessage(`${image.name} could not be classified: ${err.message}`);
