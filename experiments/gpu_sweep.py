@@ -1,19 +1,21 @@
 """Explore recipes that are too slow to try on 2 CPU cores, on a GPU lent for a few minutes.
 
 This is an exploration harness, not the pipeline: it answers "which larger step is worth a CPU retrain?" by
-validation balanced accuracy alone. It fine-tunes with fresh augmentations every epoch (the pipeline trains on a
-few cached views of the frozen lower blocks), so its figures compare recipes with each other, and with the
-pipeline's only roughly. What it finds goes into `docs/experiments.md`; a recipe is adopted only by implementing it
-in `skinlesion/train.py` and retraining with `build.py --retrain`.
+validation balanced accuracy alone. By default it fine-tunes with fresh augmentations every step; with `--views N`
+it trains on N views per photo fixed up front, the way the pipeline trains on a CPU (a few cached views of the
+frozen lower blocks), which is what a recipe must be trained like to fit the 60-minute CPU retrain. What it finds
+goes into `docs/experiments.md`; a recipe is adopted only by implementing it in `skinlesion/train.py` and
+retraining with `build.py --retrain`.
 
 It runs on any Keras 3 backend (the lent machine has JAX and PyTorch, no TensorFlow), so it imports nothing from
-the pipeline that needs TensorFlow. Two steps:
+the pipeline that needs TensorFlow. The steps:
 
-    # here, next to ../shared: the split (train + validation only: the test images never leave this machine),
-    # those images, and the ImageNet weights as float16 arrays
+    # here, next to ../shared: .gpu/ with the split (train + validation only: the test images never leave this
+    # machine), those images, the ImageNet weights as float16 arrays, and the Keras wheels the device lacks
     KERAS_HOME=../shared/weights/keras .venv/bin/python experiments/gpu_sweep.py stage --data ../shared/data/ham10000
-    # there: every recipe named, in parallel processes, one JSON of per-epoch validation figures each
-    KERAS_BACKEND=jax python3 experiments/gpu_sweep.py run --recipes v1-192-cut6,v1-192-all --out "$OUT"
+    # there, through the device tool: run(command="bash experiments/gpu_sweep.sh", carry=[".gpu"], timeout_s=540)
+    # (four processes share the GPU; each writes one JSON of per-epoch validation figures per recipe to $OUT), or one
+    KERAS_BACKEND=jax python3 experiments/gpu_sweep.py run --recipes v1-192-cut6 --views 5 --out "$OUT"
     # here: what an epoch of each recipe would cost on this machine's CPUs (the 60-minute retrain budget)
     .venv/bin/python experiments/gpu_sweep.py cost
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import subprocess
 import json
 import sys
 import time
@@ -34,6 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinlesion.classes import CODES  # noqa: E402  (these two modules need no TensorFlow)
 from skinlesion.data import class_weights  # noqa: E402
+from skinlesion.views import CachedViews  # noqa: E402
 
 STAGE = Path(__file__).resolve().parents[1] / ".gpu"
 # name -> (backbone, height, width, last frozen layer or None for "all blocks learn")
@@ -68,7 +72,11 @@ def stage(data_dir: Path) -> None:
     for name, builder in (("v1", keras.applications.MobileNet), ("v2", keras.applications.MobileNetV2)):
         base = builder(input_shape=(224, 224, 3), include_top=False, weights="imagenet")
         np.savez(STAGE / f"weights_{name}.npz", *[w.astype(np.float16) for w in base.get_weights()])
-    print(f"staged {len(frame)} images (the test split left out) and the weights in {STAGE}")
+    wheels = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0"]  # Keras 3 and what the device image lacks of its needs
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                    "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                    "--platform", "manylinux_2_17_x86_64", "-d", str(STAGE / "whl"), *wheels], check=True)
+    print(f"staged {len(frame)} images (the test split left out), the weights and {len(wheels)} wheels in {STAGE}")
 
 
 def _decode(encoded: bytes) -> np.ndarray:
@@ -79,7 +87,21 @@ def _decode(encoded: bytes) -> np.ndarray:
                           if image.size != (200, 150) else image.convert("RGB"))
 
 
-def _network(recipe: str):
+def _augmentation() -> list:
+    """The pipeline's training augmentation (skinlesion/train.py `augmentation`, TrainConfig defaults)."""
+    import keras
+
+    return [keras.layers.RandomRotation(0.5, fill_mode="nearest", seed=SEED),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=SEED + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=SEED + 2),
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=SEED + 3),
+            keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=SEED + 4),
+            keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=SEED + 5)]
+
+
+def _network(recipe: str, augment: bool = True):
+    """(model, its MobileNet, index of the first layer fine-tuning trains); the model takes 200x150 photos and,
+    with `augment`, augments them afresh at every training step."""
     import keras
 
     backbone, height, width, cut = RECIPES[recipe]
@@ -89,12 +111,7 @@ def _network(recipe: str):
         base.set_weights([arrays[f"arr_{i}"].astype(np.float32) for i in range(len(arrays.files))])
     images = keras.Input((150, 200, 3))
     x = keras.layers.Resizing(height, width, interpolation="bilinear")(images)
-    for layer in (keras.layers.RandomRotation(0.5, fill_mode="nearest", seed=SEED),
-                  keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=SEED + 1),
-                  keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=SEED + 2),
-                  keras.layers.RandomFlip("horizontal_and_vertical", seed=SEED + 3),
-                  keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=SEED + 4),
-                  keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=SEED + 5)):
+    for layer in _augmentation() if augment else []:
         x = layer(x)  # active in training only
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(x)
     x = keras.layers.GlobalAveragePooling2D()(base(x))
@@ -116,7 +133,23 @@ def _set_trainable(base, first_tuned: int | None) -> None:
                            and not isinstance(layer, keras.layers.BatchNormalization))
 
 
-def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0) -> dict:
+def _fixed_views(images: np.ndarray, views: int) -> np.ndarray:
+    """(views, n, 150, 200, 3) uint8: the photos, then views - 1 augmented copies drawn once, as the pipeline caches
+    them (it augments after resizing to the model's input and keeps float16 features; close enough to compare)."""
+    import keras
+
+    augment = keras.Sequential(_augmentation())
+    copies = [images]
+    for _ in range(views - 1):
+        copies.append(np.concatenate([
+            np.clip(np.round(keras.ops.convert_to_numpy(augment(images[i:i + 256].astype(np.float32), training=True))),
+                    0, 255).astype(np.uint8) for i in range(0, len(images), 256)]))
+    return np.stack(copies)
+
+
+def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0, views: int = 0) -> dict:
+    """Train `recipe` with fresh augmentations every step, or (views > 0) on that many views fixed up front, like the
+    pipeline's cache; writes out/NAME.json after every epoch."""
     import keras
     from sklearn.metrics import balanced_accuracy_score
 
@@ -136,10 +169,13 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0) -> dict:
     x_val, y_val = images[val], labels[val]
     one_hot = np.eye(len(CODES), dtype=np.float32)[y_train]
 
-    model, base, first_tuned = _network(recipe)
+    model, base, first_tuned = _network(recipe, augment=not views)
+    train_data = dict(x=CachedViews(_fixed_views(x_train, views), y_train, weights, BATCH, SEED)) if views else \
+        dict(x=x_train, y=one_hot, sample_weight=w_train, batch_size=BATCH)
+    name = f"{recipe}-views{views}" if views else recipe
     history: list[dict] = []
-    result = {"recipe": recipe, "backend": keras.backend.backend(), "train": int(train.sum()),
-              "val": int(val.sum()), "epochs": history}
+    result = {"recipe": recipe, "views": views or "fresh", "backend": keras.backend.backend(),
+              "train": int(train.sum()), "val": int(val.sum()), "epochs": history}
 
     class Validate(keras.callbacks.Callback):
         def __init__(self, phase: str):
@@ -154,8 +190,8 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0) -> dict:
                             "val_acc": round(float((predicted == y_val).mean()), 4),
                             "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                             "s": round(time.time() - self.started, 1)})
-            print(recipe, history[-1], flush=True)
-            (out / f"{recipe}.json").write_text(json.dumps(result, indent=1) + "\n")
+            print(name, history[-1], flush=True)
+            (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
             if time.time() > deadline:
                 self.model.stop_training = True
                 result["stopped_by_deadline"] = True
@@ -169,14 +205,13 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0) -> dict:
         callbacks = [Validate(phase),  # first: the others read its value
                      keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
                      keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True, **monitor)]
-        model.fit(x_train, one_hot, sample_weight=w_train, batch_size=BATCH, epochs=epochs, callbacks=callbacks,
-                  verbose=0)
+        model.fit(**train_data, epochs=epochs, callbacks=callbacks, verbose=0)
         if result.get("stopped_by_deadline"):
             break
     tuned = [h for h in history if h["phase"] == "fine_tune"] or history
     best = max(tuned, key=lambda h: h["val_ba"])
     result["best"] = best
-    (out / f"{recipe}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -206,8 +241,12 @@ def main() -> None:
     running = commands.add_parser("run", help="train the named recipes one after another in this process")
     running.add_argument("--recipes", required=True, help=f"comma-separated, of: {', '.join(RECIPES)}")
     running.add_argument("--out", type=Path, required=True)
-    running.add_argument("--minutes", type=float, default=8.0, help="stop every recipe's training after this")
+    running.add_argument("--until", type=float, default=0.0,
+                         help="stop training at this Unix time (default: 8 minutes from now), whatever remains")
     running.add_argument("--limit", type=int, default=0, help="smoke test: train on every LIMIT-th image only")
+    running.add_argument("--views", type=int, default=0,
+                         help="train on this many views per photo fixed up front, as the pipeline does on a CPU "
+                              "(the photo + VIEWS-1 augmented copies); 0: fresh augmentations every step")
     costing = commands.add_parser("cost", help="time a fine-tuning epoch of each named recipe on this machine")
     costing.add_argument("--recipes", default=",".join(RECIPES))
     args = parser.parse_args()
@@ -221,7 +260,7 @@ def main() -> None:
         for recipe in args.recipes.split(","):
             print(f"  {recipe}: {epoch_cost(recipe):.0f} s", flush=True)
         return
-    deadline = time.time() + 60 * args.minutes
+    deadline = args.until or time.time() + 8 * 60
     args.out.mkdir(parents=True, exist_ok=True)
     for recipe in args.recipes.split(","):
         if recipe not in RECIPES:
@@ -230,7 +269,7 @@ def main() -> None:
         if time.time() > deadline:
             print("SKIPPED", recipe, "(out of time)", flush=True)
             continue
-        result = run_recipe(recipe, args.out, deadline, args.limit)
+        result = run_recipe(recipe, args.out, deadline, args.limit, args.views)
         print("BEST", recipe, result["best"], flush=True)
 
 

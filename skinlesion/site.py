@@ -217,10 +217,12 @@ def _is_simple(value: Any) -> bool:
 # (key in report["test"], label, formatter, help); melanoma figures are handled separately.
 _METRICS = (
     ("accuracy", "Accuracy", _pct, "Share of test images whose most likely class is right."),
-    ("balanced_accuracy", "Balanced accuracy", _pct, "Mean recall over the classes: rare classes count as much as moles."),
+    ("balanced_accuracy", "Balanced accuracy", _pct,
+     "Mean recall over the classes: rare classes count as much as moles."),
     ("top2_accuracy", "Top-2 accuracy", _pct, "The right class is among the two most likely."),
     ("top3_accuracy", "Top-3 accuracy", _pct, "The right class is among the three most likely."),
-    ("macro_roc_auc", "Macro ROC AUC", _dec, "Mean one-vs-rest ROC AUC over the classes (1 is perfect, 0.5 is chance)."),
+    ("macro_roc_auc", "Macro ROC AUC", _dec,
+     "Mean one-vs-rest ROC AUC over the classes (1 is perfect, 0.5 is chance)."),
     ("expected_calibration_error", "Expected calibration error", _dec,
      "Mean gap between how sure the model is and how often it is right (0 is perfectly calibrated)."),
 )

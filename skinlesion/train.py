@@ -23,6 +23,7 @@ from . import SkinLesionError, log
 from .classes import CODES
 from .data import Split, class_weights
 from .model import Network, keras, load_inputs, tf
+from .views import CachedViews
 
 TRAIN_CONFIG_NAME = "train_config.json"
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -135,44 +136,6 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
             out[view, start:start + len(images)] = network.frozen.predict(scale(batch), batch_size=64, verbose=0)
         log.info("  cached %d/%d images x %d view(s)", min(start + chunk, len(paths)), len(paths), views)
     return out
-
-
-class CachedViews(keras.utils.PyDataset):
-    """Batches of cached features, one randomly chosen view per image per epoch, with class-weighted samples;
-    with `config.mixup` each batch is mixed with itself in another order (mixup, Zhang et al. 2018)."""
-
-    def __init__(self, features: np.ndarray, labels: np.ndarray, weights: dict[int, float], config: TrainConfig):
-        super().__init__()
-        self.features, self.labels = features, labels
-        self.one_hot = keras.utils.to_categorical(labels, len(CODES))
-        self.sample_weights = np.array([weights[int(y)] for y in labels], np.float32)
-        self.batch_size, self.mixup = config.batch_size, config.mixup
-        self.rng = np.random.default_rng(config.seed)
-        self.on_epoch_end()
-
-    def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.labels))
-        self.view = self.rng.integers(0, self.features.shape[0], len(self.labels))
-
-    def __getitem__(self, index: int):
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = self.features[self.view[rows], rows].astype(np.float32)
-        y, w = self.one_hot[rows], self.sample_weights[rows]
-        if self.mixup:
-            share = self.rng.beta(self.mixup, self.mixup, len(rows)).astype(np.float32)
-            other = self.rng.permutation(len(rows))
-            x = _mix(x, x[other], share)
-            y, w = _mix(y, y[other], share), _mix(w, w[other], share)
-        return x, y, w
-
-
-def _mix(a: np.ndarray, b: np.ndarray, share: np.ndarray) -> np.ndarray:
-    """share * a + (1 - share) * b, one share per row."""
-    share = share.reshape(-1, *([1] * (a.ndim - 1)))
-    return share * a + (1 - share) * b
 
 
 class LinearWarmUp(keras.callbacks.Callback):
@@ -299,12 +262,14 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     pooled_train = _cached(run_dir / "pooled_train.npy", lambda: _pooled(network, train_features))
     pooled_val = _cached(run_dir / "pooled_val.npy", lambda: _pooled(network, val_features[None])[0])
     stages["pool_features"] = {"wall_time_s": round(time.perf_counter() - started, 1)}
-    stages["train_head"] = _fit_phase("train_head", network.head, CachedViews(pooled_train, train_labels, weights,
-                                      config), pooled_val, val_labels, config.head_epochs,
-                                      config.head_learning_rate, config, run_dir)
+
+    def batches(views: np.ndarray) -> CachedViews:
+        return CachedViews(views, train_labels, weights, config.batch_size, config.seed, config.mixup)
+
+    stages["train_head"] = _fit_phase("train_head", network.head, batches(pooled_train), pooled_val, val_labels,
+                                      config.head_epochs, config.head_learning_rate, config, run_dir)
     network.set_top_trainable(backbone=True)
-    stages["fine_tune"] = _fit_phase("fine_tune", network.top, CachedViews(train_features, train_labels, weights,
-                                     config), val_features, val_labels, config.fine_tune_epochs,
-                                     config.fine_tune_learning_rate, config, run_dir,
+    stages["fine_tune"] = _fit_phase("fine_tune", network.top, batches(train_features), val_features, val_labels,
+                                     config.fine_tune_epochs, config.fine_tune_learning_rate, config, run_dir,
                                      config.fine_tune_warmup_epochs, config.fine_tune_optimizer, config.fine_tune_ema)
     return stages

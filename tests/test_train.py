@@ -5,7 +5,8 @@ import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import keras
-from skinlesion.train import CachedViews, LinearWarmUp, TrainConfig, _fit_phase
+from skinlesion.train import LinearWarmUp, TrainConfig, _fit_phase
+from skinlesion.views import CachedViews
 
 
 class RecordLearningRate(keras.callbacks.Callback):
@@ -53,8 +54,8 @@ def _one_epoch(tmp_path, ema: float) -> tuple[np.ndarray, np.ndarray]:
     config = TrainConfig(batch_size=10)
     run_dir = tmp_path / f"ema-{ema}"
     run_dir.mkdir()
-    _fit_phase("phase", model, CachedViews(features, labels, {0: 1.0}, config), features[0].astype(np.float32),
-               labels, 1, 1.0, config, run_dir, ema=ema)
+    batches = CachedViews(features, labels, {0: 1.0}, config.batch_size, config.seed)
+    _fit_phase("phase", model, batches, features[0].astype(np.float32), labels, 1, 1.0, config, run_dir, ema=ema)
     return start, model.get_weights()[0]
 
 
@@ -72,7 +73,7 @@ def test_mixup_mixes_features_labels_and_weights_alike():
     features = np.stack([np.eye(n)] * 2).astype(np.float16)  # image r's features: e_r, so a mix shows its parts
     labels, weights = np.arange(n) % 7, {k: 1.0 + k for k in range(7)}
     one_hot = np.eye(7)[labels]
-    x, y, w = CachedViews(features, labels, weights, TrainConfig(batch_size=8, mixup=0.4))[0]
+    x, y, w = CachedViews(features, labels, weights, batch_size=8, seed=0, mixup=0.4)[0]
     assert ((x > 0).sum(1) <= 2).all() and ((x > 0) & (x < 1)).any()  # blends of at most two images, some real
     for row in range(len(x)):
         parts = np.nonzero(x[row])[0]
