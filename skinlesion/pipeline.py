@@ -34,7 +34,7 @@ from .evaluate import (
     write_report,
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
-from .model import ModelConfig, Network, build_network, load_inputs, load_network, predict_all, tf
+from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
 from .train import TrainConfig, train
 
 SPLIT_NAME = "split.csv"
@@ -62,6 +62,9 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     split = split_by_lesion(frame, seed=train_config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
+    # Seeded before the network is built: the classifier's initial weights come from the same random stream, and a
+    # retrain with the same seed and config then repeats (unseeded, each run started from another random head).
+    keras.utils.set_random_seed(train_config.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
         network = build_network(model_config, weights=weights)
         stages = train(network, split, train_config, run_dir)

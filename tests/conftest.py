@@ -47,18 +47,21 @@ def tiny_ham(ham_dir: Path, tmp_path_factory) -> Path:
     return make_subset(ham_dir, tmp_path_factory.mktemp("tiny_ham"), per_class=10)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tiny_ham: Path, tmp_path_factory) -> Path:
-    """A model trained end to end on the tiny subset (alpha 0.25, small input): real, fast, not accurate."""
+def tiny_retrain(data: Path, root: Path) -> Path:
+    """Train end to end on `data` into root/model (run folder root/run): alpha 0.25, small input, few epochs."""
     from skinlesion.model import ModelConfig
     from skinlesion.pipeline import retrain
     from skinlesion.train import TrainConfig
 
-    root = tmp_path_factory.mktemp("tiny_model")
-    retrain(tiny_ham, root / "model", root / "run",
-            TrainConfig(views=2, head_epochs=2, fine_tune_epochs=1, batch_size=16),
+    retrain(data, root / "model", root / "run", TrainConfig(views=2, head_epochs=2, fine_tune_epochs=1, batch_size=16),
             ModelConfig(alpha=0.25, height=96, width=128), weights=str(ALPHA_025_WEIGHTS))
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_ham: Path, tmp_path_factory) -> Path:
+    """A model trained end to end on the tiny subset: real, fast, not accurate."""
+    return tiny_retrain(tiny_ham, tmp_path_factory.mktemp("tiny_model"))
 
 
 # ---------------------------------------------------------------- browser (Playwright + Debian's chromium)

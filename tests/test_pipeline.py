@@ -14,6 +14,7 @@ from skinlesion.data import load_metadata, split_by_lesion
 from skinlesion.export import _version, model_bytes, read_metadata
 from skinlesion.model import ModelConfig, build_network, load_network
 from skinlesion.train import TRAIN_CONFIG_NAME, TrainConfig, train
+from conftest import tiny_retrain
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +72,16 @@ def test_evaluate_prints_metrics_and_warns_about_seen_images(tiny_model, tiny_ha
     test_images = sum(1 for line in (tiny_model / "split.csv").read_text().splitlines() if line.endswith(",test"))
     assert f"images               {test_images}" in captured.out
     assert "were used to train" not in captured.err
+
+
+def test_a_retrain_with_the_same_seed_and_config_repeats_exactly(tiny_model, tiny_ham, tmp_path):
+    again = tiny_retrain(tiny_ham, tmp_path)
+    with np.load(tiny_model / "weights.npz") as first, np.load(again / "weights.npz") as second:
+        assert sorted(first.files) == sorted(second.files)
+        for name in first.files:
+            np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    assert json.loads((again / "report.json").read_text())["test"] == \
+        json.loads((tiny_model / "report.json").read_text())["test"]
 
 
 def test_training_again_in_the_same_run_folder_reuses_every_stage(tiny_model, tiny_ham, caplog):
