@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
 from skinlesion.model import load_inputs, load_network, predict  # noqa: E402
-from skinlesion.train import TrainConfig  # noqa: E402
+from skinlesion.recipe import TrainConfig  # noqa: E402
 
 FLIPS = {"none": (), "left-right": (2,), "up-down": (1,), "both": (1, 2)}
 

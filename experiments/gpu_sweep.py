@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from skinlesion.classes import CODES  # noqa: E402  (these two modules need no TensorFlow)
+from skinlesion.classes import CODES  # noqa: E402  (these modules need no TensorFlow)
 from skinlesion.data import class_weights  # noqa: E402
+from skinlesion.recipe import TrainConfig, augmentation  # noqa: E402
 from skinlesion.views import CachedViews  # noqa: E402
 
 STAGE = Path(__file__).resolve().parents[1] / ".gpu"
@@ -50,9 +51,12 @@ RECIPES = {
     "v2-192-all": ("v2", 192, 256, None),
     "v2-240-all": ("v2", 240, 320, None),
 }
-# The pipeline's defaults (skinlesion/train.py TrainConfig), so that the recipes differ from it in one thing.
-BATCH, HEAD_EPOCHS, HEAD_RATE, TUNE_EPOCHS, TUNE_RATE = 32, 5, 1e-3, 30, 2e-4
-CLASS_WEIGHT_POWER, LABEL_SMOOTHING, DROPOUT, PATIENCE, SEED = 0.5, 0.1, 0.25, 6, 42
+# The pipeline's settings (TrainConfig's defaults), so that the recipes differ from it in one thing each; only the
+# epochs are the harness's own (a short head phase, room for slower learners).
+PIPELINE = TrainConfig()
+BATCH, SEED = PIPELINE.batch_size, PIPELINE.seed
+HEAD_EPOCHS, TUNE_EPOCHS = 5, 30
+DROPOUT = 0.25  # ModelConfig.dropout (skinlesion/model.py, which needs TensorFlow)
 
 
 def stage(data_dir: Path) -> None:
@@ -87,18 +91,6 @@ def _decode(encoded: bytes) -> np.ndarray:
                           if image.size != (200, 150) else image.convert("RGB"))
 
 
-def _augmentation() -> list:
-    """The pipeline's training augmentation (skinlesion/train.py `augmentation`, TrainConfig defaults)."""
-    import keras
-
-    return [keras.layers.RandomRotation(0.5, fill_mode="nearest", seed=SEED),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=SEED + 1),
-            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=SEED + 2),
-            keras.layers.RandomFlip("horizontal_and_vertical", seed=SEED + 3),
-            keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=SEED + 4),
-            keras.layers.RandomContrast(0.1, value_range=(0, 255), seed=SEED + 5)]
-
-
 def _network(recipe: str, augment: bool = True):
     """(model, its MobileNet, index of the first layer fine-tuning trains); the model takes 200x150 photos and,
     with `augment`, augments them afresh at every training step."""
@@ -111,8 +103,8 @@ def _network(recipe: str, augment: bool = True):
         base.set_weights([arrays[f"arr_{i}"].astype(np.float32) for i in range(len(arrays.files))])
     images = keras.Input((150, 200, 3))
     x = keras.layers.Resizing(height, width, interpolation="bilinear")(images)
-    for layer in _augmentation() if augment else []:
-        x = layer(x)  # active in training only
+    if augment:
+        x = augmentation(PIPELINE)(x)  # active in training only
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(x)
     x = keras.layers.GlobalAveragePooling2D()(base(x))
     x = keras.layers.Dropout(DROPOUT)(x)
@@ -138,7 +130,7 @@ def _fixed_views(images: np.ndarray, views: int) -> np.ndarray:
     them (it augments after resizing to the model's input and keeps float16 features; close enough to compare)."""
     import keras
 
-    augment = keras.Sequential(_augmentation())
+    augment = augmentation(PIPELINE)
     copies = [images]
     for _ in range(views - 1):
         copies.append(np.concatenate([
@@ -164,7 +156,7 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0, views: i
     labels = split["label"].to_numpy()
     train, val = (split["part"] == "train").to_numpy(), (split["part"] == "val").to_numpy()
     x_train, y_train = images[train], labels[train]
-    weights = class_weights(y_train, CLASS_WEIGHT_POWER)
+    weights = class_weights(y_train, PIPELINE.class_weight_power)
     w_train = np.array([weights[y] for y in y_train], np.float32)
     x_val, y_val = images[val], labels[val]
     one_hot = np.eye(len(CODES), dtype=np.float32)[y_train]
@@ -197,14 +189,15 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0, views: i
                 result["stopped_by_deadline"] = True
 
     monitor = dict(monitor="val_balanced_accuracy", mode="max")
-    for phase, tuned, epochs, rate in (("head", None, HEAD_EPOCHS, HEAD_RATE),
-                                       ("fine_tune", first_tuned, TUNE_EPOCHS, TUNE_RATE)):
+    for phase, tuned, epochs, rate in (("head", None, HEAD_EPOCHS, PIPELINE.head_learning_rate),
+                                       ("fine_tune", first_tuned, TUNE_EPOCHS, PIPELINE.fine_tune_learning_rate)):
         _set_trainable(base, tuned)
         model.compile(optimizer=keras.optimizers.Adam(rate),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING))
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=PIPELINE.label_smoothing))
         callbacks = [Validate(phase),  # first: the others read its value
                      keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
-                     keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True, **monitor)]
+                     keras.callbacks.EarlyStopping(patience=PIPELINE.early_stopping_patience,
+                                                   restore_best_weights=True, **monitor)]
         model.fit(**train_data, epochs=epochs, callbacks=callbacks, verbose=0)
         if result.get("stopped_by_deadline"):
             break
@@ -221,8 +214,8 @@ def epoch_cost(recipe: str, steps: int = 8) -> float:
 
     model, base, first_tuned = _network(recipe)
     _set_trainable(base, first_tuned)
-    model.compile(optimizer=keras.optimizers.Adam(TUNE_RATE),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING))
+    model.compile(optimizer=keras.optimizers.Adam(PIPELINE.fine_tune_learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=PIPELINE.label_smoothing))
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, 256, (BATCH * steps, 150, 200, 3)).astype(np.float32)
     targets = np.eye(len(CODES), dtype=np.float32)[rng.integers(0, len(CODES), BATCH * steps)]

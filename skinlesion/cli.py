@@ -85,7 +85,8 @@ def _build(args: argparse.Namespace) -> None:
     if args.retrain:
         from .model import ModelConfig
         from .pipeline import retrain
-        from .train import TRAIN_CONFIG_NAME, TrainConfig, distribution_strategy
+        from .recipe import TRAIN_CONFIG_NAME, TrainConfig
+        from .train import distribution_strategy
 
         if args.data is None:
             raise SkinLesionError("--retrain needs --data DIR, the HAM10000 folder (e.g. ../shared/data/ham10000)")

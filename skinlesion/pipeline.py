@@ -35,7 +35,8 @@ from .evaluate import (
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
-from .train import TrainConfig, train
+from .recipe import TrainConfig
+from .train import train
 
 SPLIT_NAME = "split.csv"
 

@@ -51,7 +51,7 @@ def tiny_retrain(data: Path, root: Path) -> Path:
     """Train end to end on `data` into root/model (run folder root/run): alpha 0.25, small input, few epochs."""
     from skinlesion.model import ModelConfig
     from skinlesion.pipeline import retrain
-    from skinlesion.train import TrainConfig
+    from skinlesion.recipe import TrainConfig
 
     retrain(data, root / "model", root / "run", TrainConfig(views=2, head_epochs=2, fine_tune_epochs=1, batch_size=16),
             ModelConfig(alpha=0.25, height=96, width=128), weights=str(ALPHA_025_WEIGHTS))

@@ -13,7 +13,8 @@ from skinlesion.classes import CODES, as_dicts
 from skinlesion.data import load_metadata, split_by_lesion
 from skinlesion.export import _version, model_bytes, read_metadata
 from skinlesion.model import ModelConfig, build_network, load_network
-from skinlesion.train import TRAIN_CONFIG_NAME, TrainConfig, train
+from skinlesion.recipe import TRAIN_CONFIG_NAME, TrainConfig
+from skinlesion.train import train
 from conftest import tiny_retrain
 
 pytestmark = pytest.mark.slow

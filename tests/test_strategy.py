@@ -15,7 +15,8 @@ import json, sys
 from pathlib import Path
 from skinlesion.model import ModelConfig
 from skinlesion.pipeline import retrain
-from skinlesion.train import TrainConfig, distribution_strategy
+from skinlesion.recipe import TrainConfig
+from skinlesion.train import distribution_strategy
 strategy = distribution_strategy("mirrored", cpu_devices=2)
 report = retrain(Path(sys.argv[1]), Path(sys.argv[2]) / "model", Path(sys.argv[2]) / "run",
                  TrainConfig(views=1, head_epochs=1, fine_tune_epochs=1, batch_size=16),

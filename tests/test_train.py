@@ -5,7 +5,8 @@ import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import keras
-from skinlesion.train import LinearWarmUp, TrainConfig, _fit_phase
+from skinlesion.recipe import TrainConfig
+from skinlesion.train import LinearWarmUp, _fit_phase
 from skinlesion.views import CachedViews
 
 

@@ -1,0 +1,84 @@
+"""The training recipe: hyper-parameters (`TrainConfig`, saved with every model) and the training augmentation.
+
+Needs only Keras (no TensorFlow), so that `experiments/gpu_sweep.py` trains with the very same settings and
+augmentation on another Keras backend.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import keras
+
+from . import SkinLesionError
+
+TRAIN_CONFIG_NAME = "train_config.json"
+OPTIMIZERS = {"adam": keras.optimizers.Adam,
+              "sgd": lambda rate, **options: keras.optimizers.SGD(rate, momentum=0.9, **options)}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; saved with the model so that a retrain can be repeated."""
+
+    seed: int = 42
+    views: int = 5  # cached views per training image: the original + (views - 1) augmented copies
+    batch_size: int = 32
+    head_epochs: int = 30  # cheap: the head trains on pooled features computed once
+    head_learning_rate: float = 1e-3
+    fine_tune_epochs: int = 22
+    fine_tune_learning_rate: float = 2e-4
+    fine_tune_warmup_epochs: int = 0  # linear learning-rate warm-up at the start of fine-tuning; 0 = none
+    fine_tune_optimizer: str = "adam"  # "adam", or "sgd" (momentum 0.9: steps scale with the gradient)
+    # > 0: validate, checkpoint and keep an exponential moving average of the fine-tuned weights (this momentum per
+    # step) instead of the weights themselves; it smooths the noisy steps of small-batch training
+    fine_tune_ema: float = 0.0
+    # > 0: mixup of the cached features (Beta(mixup, mixup) weights; labels and class weights mixed alike) in both
+    # phases, a regularizer for the few cached views; 0 = off
+    mixup: float = 0.0
+    class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
+    label_smoothing: float = 0.1
+    early_stopping_patience: int = 6
+    rotation: float = 0.5  # fraction of a full turn each way (0.5 = any angle)
+    shift: float = 0.1
+    zoom: float = 0.1
+    color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
+
+    def save(self, folder: Path) -> None:
+        (folder / TRAIN_CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise SkinLesionError(f"cannot read training config {path}: {err}") from None
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise SkinLesionError(f"{path}: unknown setting(s) {', '.join(unknown)}; "
+                                  f"valid: {', '.join(f.name for f in fields(cls))}")
+        if raw.get("fine_tune_optimizer", "adam") not in OPTIMIZERS:
+            raise SkinLesionError(f"{path}: fine_tune_optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if not 0 <= raw.get("fine_tune_ema", 0) < 1:
+            raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
+        if raw.get("mixup", 0) < 0:
+            raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
+        return cls(**raw)
+
+
+def augmentation(config: TrainConfig) -> keras.Sequential:
+    """The training-only augmentation, as Keras preprocessing layers on raw 0-255 images."""
+    layers = [
+        keras.layers.RandomRotation(config.rotation, fill_mode="nearest", seed=config.seed),
+        keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="nearest", seed=config.seed + 1),
+        keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=config.seed + 2),
+        keras.layers.RandomFlip("horizontal_and_vertical", seed=config.seed + 3),
+    ]
+    if config.color_jitter:
+        layers += [
+            keras.layers.RandomBrightness(config.color_jitter, value_range=(0, 255), seed=config.seed + 4),
+            keras.layers.RandomContrast(config.color_jitter, value_range=(0, 255), seed=config.seed + 5),
+        ]
+    return keras.Sequential(layers, name="augmentation")
