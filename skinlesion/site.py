@@ -165,6 +165,11 @@ def _pct(x: Any) -> str:
     return f"{100 * x:.1f}%" if _number(x) else "n/a"
 
 
+def _pct_or_none(x: Any) -> str | None:
+    """A percentage, or None where the report has no number (the template then leaves the sentence out)."""
+    return _pct(x) if _number(x) else None
+
+
 def _dec(x: Any) -> str:
     return f"{x:.3f}" if _number(x) else "n/a"
 
@@ -269,16 +274,14 @@ def _cautions(report: dict, names: dict[str, str]) -> dict:
             "false_alarms": _pct(1 - r["specificity"]) if _number(r.get("specificity")) else "n/a",
             "false_alarm_count": _out_of(fp, tn),
         })
-    out["alert_target"] = _pct(warnings.get("alert_sensitivity_target")) \
-        if _number(warnings.get("alert_sensitivity_target")) else None
+    out["alert_target"] = _pct_or_none(warnings.get("alert_sensitivity_target"))
     unsure = {k: warnings.get(k) for k in ("uncertain_accuracy_target", "uncertain_below", "test_share_uncertain",
                                            "test_accuracy_when_uncertain", "test_accuracy_when_confident")}
-    out["unsure"] = {k: _pct(v) if _number(v) else None for k, v in unsure.items()} \
-        if _number(unsure["uncertain_below"]) else None
+    out["unsure"] = {k: _pct_or_none(v) for k, v in unsure.items()} if _number(unsure["uncertain_below"]) else None
     unlike = {k: warnings.get(k) for k in ("ood_flagged_share_target", "ood_threshold",
                                            "test_share_out_of_distribution")}
     out["unlike"] = {"threshold": f"{unlike['ood_threshold']:.1f}",
-                     **{k: _pct(v) if _number(v) else None for k, v in unlike.items() if k != "ood_threshold"}} \
+                     **{k: _pct_or_none(v) for k, v in unlike.items() if k != "ood_threshold"}} \
         if _number(unlike["ood_threshold"]) else None
     shown = {"alert_thresholds", "alerts_on_test", "alert_sensitivity_target", *unsure, *unlike}
     out["more"] = _flatten({f"calibration.{k}": v for k, v in calibration.items() if k not in known_calibration}) \
