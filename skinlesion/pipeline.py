@@ -65,7 +65,7 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
     # Seeded before the network is built: the classifier's initial weights come from the same random stream, and a
     # retrain with the same seed and config then repeats (unseeded, each run started from another random head).
-    keras.utils.set_random_seed(train_config.seed)
+    keras.utils.set_random_seed(train_config.training_seed)
     with (strategy or tf.distribute.get_strategy()).scope():
         network = build_network(model_config, weights=weights)
         stages = train(network, split, train_config, run_dir)

@@ -23,7 +23,10 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam,
 class TrainConfig:
     """Training hyper-parameters; saved with the model so that a retrain can be repeated."""
 
-    seed: int = 42
+    seed: int = 42  # the split, the augmented views, and (unless start_seed is set) the start
+    # The network's initial weights, dropout and batch order only; None = seed. Several starts of one recipe then
+    # share the split and the feature cache (two starts of one recipe moved test BA by 5 points: docs/experiments.md)
+    start_seed: int | None = None
     views: int = 5  # cached views per training image: the original + (views - 1) augmented copies
     batch_size: int = 32
     head_epochs: int = 30  # cheap: the head trains on pooled features computed once
@@ -46,6 +49,11 @@ class TrainConfig:
     zoom: float = 0.1
     color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
 
+    @property
+    def training_seed(self) -> int:
+        """What seeds the network's start, dropout and batch order."""
+        return self.seed if self.start_seed is None else self.start_seed
+
     def save(self, folder: Path) -> None:
         (folder / TRAIN_CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
@@ -65,6 +73,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if raw.get("mixup", 0) < 0:
             raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
+        if not isinstance(raw.get("start_seed"), (int, type(None))) or isinstance(raw.get("start_seed"), bool):
+            raise SkinLesionError(f"{path}: start_seed must be a whole number, or null (= seed)")
         return cls(**raw)
 
 

@@ -47,14 +47,16 @@ def tiny_ham(ham_dir: Path, tmp_path_factory) -> Path:
     return make_subset(ham_dir, tmp_path_factory.mktemp("tiny_ham"), per_class=10)
 
 
-def tiny_retrain(data: Path, root: Path) -> Path:
-    """Train end to end on `data` into root/model (run folder root/run): alpha 0.25, small input, few epochs."""
+def tiny_retrain(data: Path, root: Path, **settings) -> Path:
+    """Train end to end on `data` into root/model (run folder root/run): alpha 0.25, small input, few epochs;
+    `settings` override TrainConfig fields."""
     from skinlesion.model import ModelConfig
     from skinlesion.pipeline import retrain
     from skinlesion.recipe import TrainConfig
 
-    retrain(data, root / "model", root / "run", TrainConfig(views=2, head_epochs=2, fine_tune_epochs=1, batch_size=16),
-            ModelConfig(alpha=0.25, height=96, width=128), weights=str(ALPHA_025_WEIGHTS))
+    config = TrainConfig(**{"views": 2, "head_epochs": 2, "fine_tune_epochs": 1, "batch_size": 16, **settings})
+    retrain(data, root / "model", root / "run", config, ModelConfig(alpha=0.25, height=96, width=128),
+            weights=str(ALPHA_025_WEIGHTS))
     return root / "model"
 
 

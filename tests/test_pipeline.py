@@ -85,6 +85,16 @@ def test_a_retrain_with_the_same_seed_and_config_repeats_exactly(tiny_model, tin
         json.loads((tiny_model / "report.json").read_text())["test"]
 
 
+def test_another_start_seed_keeps_the_split_and_cache_and_changes_the_start(tiny_model, tiny_ham, tmp_path):
+    other = tiny_retrain(tiny_ham, tmp_path, start_seed=7)
+    first_run, other_run = tiny_model.parent / "run", other.parent / "run"
+    for cached in ("cache_train.npy", "cache_val.npy"):  # same split, same augmented views
+        np.testing.assert_array_equal(np.load(first_run / cached), np.load(other_run / cached), err_msg=cached)
+    assert (tiny_model / "split.csv").read_text() == (other / "split.csv").read_text()
+    with np.load(tiny_model / "weights.npz") as first, np.load(other / "weights.npz") as second:
+        assert not np.array_equal(first["logits/kernel"], second["logits/kernel"])  # another start
+
+
 def test_training_again_in_the_same_run_folder_reuses_every_stage(tiny_model, tiny_ham, caplog):
     """What --resume relies on: the feature caches, the pooled features and finished phases are read back."""
     run = tiny_model.parent / "run"

@@ -39,6 +39,11 @@ def test_config_file_errors_are_clear(tmp_path):
     path.write_text(json.dumps({"fine_tune_ema": 1.0}))
     with pytest.raises(SkinLesionError, match="fine_tune_ema must be at least 0"):
         TrainConfig.load(path)
+    path.write_text(json.dumps({"start_seed": "7"}))
+    with pytest.raises(SkinLesionError, match="start_seed must be a whole number, or null"):
+        TrainConfig.load(path)
+    path.write_text(json.dumps({"start_seed": 7}))
+    assert TrainConfig.load(path).training_seed == 7 and TrainConfig().training_seed == TrainConfig().seed
     path.write_text("{not json")
     with pytest.raises(SkinLesionError, match="cannot read training config"):
         TrainConfig.load(path)
