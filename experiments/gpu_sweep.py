@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import subprocess
 import json
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -157,13 +157,11 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0, views: i
     train, val = (split["part"] == "train").to_numpy(), (split["part"] == "val").to_numpy()
     x_train, y_train = images[train], labels[train]
     weights = class_weights(y_train, PIPELINE.class_weight_power)
-    w_train = np.array([weights[y] for y in y_train], np.float32)
     x_val, y_val = images[val], labels[val]
-    one_hot = np.eye(len(CODES), dtype=np.float32)[y_train]
 
     model, base, first_tuned = _network(recipe, augment=not views)
-    train_data = dict(x=CachedViews(_fixed_views(x_train, views), y_train, weights, BATCH, SEED)) if views else \
-        dict(x=x_train, y=one_hot, sample_weight=w_train, batch_size=BATCH)
+    # one view per photo when fresh (the model augments it at every step), else the views fixed up front
+    batches = CachedViews(_fixed_views(x_train, views) if views else x_train[None], y_train, weights, BATCH, SEED)
     name = f"{recipe}-views{views}" if views else recipe
     history: list[dict] = []
     result = {"recipe": recipe, "views": views or "fresh", "backend": keras.backend.backend(),
@@ -198,7 +196,7 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0, views: i
                      keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
                      keras.callbacks.EarlyStopping(patience=PIPELINE.early_stopping_patience,
                                                    restore_best_weights=True, **monitor)]
-        model.fit(**train_data, epochs=epochs, callbacks=callbacks, verbose=0)
+        model.fit(batches, epochs=epochs, callbacks=callbacks, verbose=0)
         if result.get("stopped_by_deadline"):
             break
     tuned = [h for h in history if h["phase"] == "fine_tune"] or history
