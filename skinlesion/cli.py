@@ -83,7 +83,6 @@ def _build(args: argparse.Namespace) -> None:
     from .site import build_site, serve
 
     if args.retrain:
-        from .model import ModelConfig
         from .pipeline import retrain
         from .recipe import TRAIN_CONFIG_NAME, TrainConfig
         from .train import distribution_strategy
@@ -97,7 +96,7 @@ def _build(args: argparse.Namespace) -> None:
             print(f"resuming the retrain in {run_dir}")
         train_config = TrainConfig.load(args.config) if args.config else TrainConfig()
         strategy = distribution_strategy(args.strategy, args.cpu_devices)
-        report = retrain(args.data, args.model, run_dir, train_config, ModelConfig(), args.weights,
+        report = retrain(args.data, args.model, run_dir, train_config, args.weights,
                          args.quantization, strategy)
         test = report["test"]
         print(f"retrained in {report['training']['wall_time_s']:.0f} s; test split: accuracy "

@@ -54,6 +54,15 @@ class ModelConfig:
         return {"height": self.height, "width": self.width, "channels": 3, "value_range": [0, 255],
                 "crop": "center", "halve_while_at_least": 2, "resize": "bilinear", "half_pixel_centers": True}
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> "ModelConfig":
+        """The network a training config asks for (`TrainConfig.network`); the temperature is fit, never set."""
+        settable = sorted({f.name for f in fields(cls)} - {"temperature"})
+        unknown = sorted(set(settings) - set(settable))
+        if unknown:
+            raise SkinLesionError(f"unknown network setting(s) {', '.join(unknown)}; valid: {', '.join(settable)}")
+        return cls(**settings)
+
     def save(self, folder: Path) -> None:
         (folder / CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
 

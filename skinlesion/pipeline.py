@@ -55,10 +55,12 @@ def _embed_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> np.
 
 
 def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainConfig = TrainConfig(),
-            model_config: ModelConfig = ModelConfig(), weights: str = "imagenet",
-            quantization: str = "float16", strategy: tf.distribute.Strategy | None = None) -> dict:
-    """Train (under `strategy`, default: one device), then `finalize`: returns the report written into model_dir."""
+            weights: str = "imagenet", quantization: str = "float16",
+            strategy: tf.distribute.Strategy | None = None) -> dict:
+    """Train the network `train_config.network` describes (under `strategy`, default: one device), then
+    `finalize`: returns the report written into model_dir."""
     started = time.perf_counter()
+    model_config = ModelConfig.from_settings(train_config.network)
     frame = load_metadata(Path(data_dir))
     split = split_by_lesion(frame, seed=train_config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ augmentation on another Keras backend.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
@@ -48,6 +48,9 @@ class TrainConfig:
     shift: float = 0.1
     zoom: float = 0.1
     color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
+    # The network's settings that differ from ModelConfig's defaults (skinlesion/model.py), e.g. {"height": 150,
+    # "width": 200, "cut_layer": "conv_pw_4_relu"}: kept here so that this one file repeats a retrain
+    network: dict = field(default_factory=dict)
 
     @property
     def training_seed(self) -> int:
@@ -73,6 +76,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if raw.get("mixup", 0) < 0:
             raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
+        if not isinstance(raw.get("network", {}), dict):
+            raise SkinLesionError(f"{path}: network must be an object of network settings, e.g. {{\"height\": 150}}")
         if not isinstance(raw.get("start_seed"), (int, type(None))) or isinstance(raw.get("start_seed"), bool):
             raise SkinLesionError(f"{path}: start_seed must be a whole number, or null (= seed)")
         return cls(**raw)

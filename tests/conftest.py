@@ -50,13 +50,12 @@ def tiny_ham(ham_dir: Path, tmp_path_factory) -> Path:
 def tiny_retrain(data: Path, root: Path, **settings) -> Path:
     """Train end to end on `data` into root/model (run folder root/run): alpha 0.25, small input, few epochs;
     `settings` override TrainConfig fields."""
-    from skinlesion.model import ModelConfig
     from skinlesion.pipeline import retrain
     from skinlesion.recipe import TrainConfig
 
-    config = TrainConfig(**{"views": 2, "head_epochs": 2, "fine_tune_epochs": 1, "batch_size": 16, **settings})
-    retrain(data, root / "model", root / "run", config, ModelConfig(alpha=0.25, height=96, width=128),
-            weights=str(ALPHA_025_WEIGHTS))
+    config = TrainConfig(**{"views": 2, "head_epochs": 2, "fine_tune_epochs": 1, "batch_size": 16,
+                            "network": {"alpha": 0.25, "height": 96, "width": 128}, **settings})
+    retrain(data, root / "model", root / "run", config, weights=str(ALPHA_025_WEIGHTS))
     return root / "model"
 
 

@@ -13,14 +13,14 @@ pytestmark = pytest.mark.slow
 SCRIPT = """
 import json, sys
 from pathlib import Path
-from skinlesion.model import ModelConfig
 from skinlesion.pipeline import retrain
 from skinlesion.recipe import TrainConfig
 from skinlesion.train import distribution_strategy
 strategy = distribution_strategy("mirrored", cpu_devices=2)
 report = retrain(Path(sys.argv[1]), Path(sys.argv[2]) / "model", Path(sys.argv[2]) / "run",
-                 TrainConfig(views=1, head_epochs=1, fine_tune_epochs=1, batch_size=16),
-                 ModelConfig(alpha=0.25, height=64, width=96), weights=sys.argv[3], strategy=strategy)
+                 TrainConfig(views=1, head_epochs=1, fine_tune_epochs=1, batch_size=16,
+                             network={"alpha": 0.25, "height": 64, "width": 96}),
+                 weights=sys.argv[3], strategy=strategy)
 print(json.dumps(report["training"]))
 """
 

@@ -87,3 +87,17 @@ def test_mixup_mixes_features_labels_and_weights_alike():
         expected_w = (x[row, parts] * np.array([weights[k] for k in labels[parts]])).sum()
         np.testing.assert_allclose(y[row], expected_y, atol=1e-6)
         np.testing.assert_allclose(w[row], expected_w, rtol=1e-6)
+
+
+def test_network_settings_must_be_known(tmp_path):
+    from skinlesion.model import ModelConfig
+
+    assert ModelConfig.from_settings({"height": 150, "width": 200}).height == 150
+    with pytest.raises(SkinLesionError, match="unknown network setting.*heigth.*valid: alpha"):
+        ModelConfig.from_settings({"heigth": 150})
+    with pytest.raises(SkinLesionError, match="unknown network setting.*temperature"):
+        ModelConfig.from_settings({"temperature": 0.5})  # fit on validation, never set
+    path = tmp_path / "config.json"
+    path.write_text('{"network": [150, 200]}')
+    with pytest.raises(SkinLesionError, match="network must be an object"):
+        TrainConfig.load(path)
