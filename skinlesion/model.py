@@ -35,6 +35,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.npz"
 # Pillow refuses images over ~179 megapixels (decompression-bomb guard); the site downscales huge photos itself.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+OOD_FEATURES = ("frozen", "pooled")  # ModelConfig.ood_features
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,18 @@ class ModelConfig:
     """Everything that defines the network and its input; saved next to the weights."""
 
     alpha: float = 1.0
-    height: int = 192
-    width: int = 256  # 4:3 like HAM10000's photos: nothing is squashed or cropped away from them
-    cut_layer: str = "conv_pw_6_relu"  # MobileNet layers up to here stay frozen; those above are fine-tuned
+    # HAM10000's photos are 200 x 150 (4:3): nothing is squashed or cropped away from them, and a larger input
+    # would only upsample them (192 x 256 did, up to e2s; docs/experiments.md, e8)
+    height: int = 150
+    width: int = 200
+    cut_layer: str = "conv_pw_4_relu"  # MobileNet layers up to here stay frozen; those above are fine-tuned
     dropout: float = 0.25
     temperature: float = 1.0  # logits are divided by it before the softmax (calibration)
     ood_components: int = 64  # principal axes of the training features kept for the out-of-distribution score
+    # The features that score reads: "frozen", the pooled ImageNet features at the cut (never trained), or "pooled",
+    # the fine-tuned ones the classifier reads (models before e8). Fine-tuning pulls any photo towards some lesion
+    # class: e8's fine-tuned features flagged 9% of non-skin photos as unlike the training images (bench/README.md)
+    ood_features: str = "frozen"
 
     def preprocessing(self) -> dict:
         """The preprocessing contract, as written into the metadata the browser reads."""
@@ -61,6 +68,8 @@ class ModelConfig:
         unknown = sorted(set(settings) - set(settable))
         if unknown:
             raise SkinLesionError(f"unknown network setting(s) {', '.join(unknown)}; valid: {', '.join(settable)}")
+        if settings.get("ood_features", "frozen") not in OOD_FEATURES:
+            raise SkinLesionError(f"ood_features must be one of {', '.join(OOD_FEATURES)}")
         return cls(**settings)
 
     def save(self, folder: Path) -> None:
@@ -75,6 +84,7 @@ class ModelConfig:
             raise SkinLesionError(f"no trained model in {folder} ({CONFIG_NAME} is missing); "
                                   f"train one with `python build.py --retrain --data DIR`") from None
         known = {f.name for f in fields(cls)}
+        raw.setdefault("ood_features", "pooled")  # written before the setting existed, when that was the only way
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
@@ -133,12 +143,13 @@ class Network:
     - `full`: raw image -> {"probabilities", "class_maps", "ood_score"}, what Python predicts with and what is
       exported: class_maps is the classifier applied at every position of the last feature map (a class activation
       map), ood_score a squared Mahalanobis distance of the pooled features to the training images
-      (set by `set_ood_projection`; large for images unlike the training data);
+      (set by `set_ood_projection`; large for images unlike the training data; on the features
+      `config.ood_features` names);
     - `frozen`: raw image scaled to [-1, 1] -> features at `config.cut_layer` (never trained);
     - `top`: those features -> probabilities (what fine-tuning fits);
     - `pool`: those features -> pooled features, and `head`: pooled features -> probabilities (what the first
       training phase fits, on pooled features computed once);
-    - `embed`: raw image -> pooled features (to fit the out-of-distribution statistics).
+    - `embed`: raw image -> the features the out-of-distribution score reads (to fit its statistics).
     """
 
     full: keras.Model
@@ -157,7 +168,8 @@ class Network:
                 layer.trainable = backbone and not is_bn
 
     def set_ood_projection(self, mean: np.ndarray, components: np.ndarray) -> None:
-        """ood_score(f) = |components.T @ (f - mean)|^2; components (features, k) are PCA axes over sqrt(variance)."""
+        """ood_score(f) = |components.T @ (f - mean)|^2 for f = `embed`'s features; components (features, k) are PCA
+        axes over sqrt(variance)."""
         layer = self.full.get_layer("explain").get_layer("ood_projection")
         layer.set_weights([components.astype(np.float32), (-mean @ components).astype(np.float32)])
 
@@ -218,7 +230,9 @@ def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Netw
     # Inference-only outputs, on the same layers. Pooling and the classifier are linear, so the mean of class_maps
     # over positions is exactly the logits: the map shows where the evidence for each class lies.
     class_maps = classifier(feature_map)
-    ood_projection = keras.layers.Dense(config.ood_components, name="ood_projection", trainable=False)(pooled)
+    ood_features = pooled if config.ood_features == "pooled" else \
+        keras.layers.GlobalAveragePooling2D(name="ood_pool")(features)
+    ood_projection = keras.layers.Dense(config.ood_components, name="ood_projection", trainable=False)(ood_features)
     explain = keras.Model(features, {"probabilities": probabilities, "class_maps": class_maps,
                                      "ood_score": SquaredNorm(name="ood_score")(ood_projection)}, name="explain")
 
@@ -227,7 +241,8 @@ def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Netw
     # training=False keeps every BatchNorm in inference mode (the dequantized weights need it; see shared/weights)
     frozen_features = frozen(scaled, training=False)
     full = keras.Model(image, explain(frozen_features, training=False), name="skinlesion")
-    embed = keras.Model(image, pool(frozen_features, training=False), name="embed")
+    embed = keras.Model(image, pool(frozen_features, training=False) if config.ood_features == "pooled" else
+                        keras.layers.GlobalAveragePooling2D(name="embed_pool")(frozen_features), name="embed")
     network = Network(full, frozen, top, pool, head, embed, config)
     network.set_top_trainable(backbone=False)
     return network

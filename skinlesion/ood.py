@@ -1,6 +1,7 @@
 """The out-of-distribution score: how unlike the training images a photo's features are.
 
-The score is a squared Mahalanobis distance of the pooled MobileNet features to the training images' features,
+The score is a squared Mahalanobis distance of pooled MobileNet features (those `ModelConfig.ood_features` names:
+by default the frozen ImageNet ones at the cut) to the training images' features,
 in their first k principal axes (the network computes it: `ood_score`, a fixed Dense layer and a sum of squares).
 The threshold is a percentile of the validation lesions' scores, so a known share of real lesions is flagged.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,8 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     `finalize`: returns the report written into model_dir."""
     started = time.perf_counter()
     model_config = ModelConfig.from_settings(train_config.network)
+    # Every network setting written out, so that the saved config repeats this retrain even if the defaults change
+    train_config = replace(train_config, network={k: v for k, v in asdict(model_config).items() if k != "temperature"})
     frame = load_metadata(Path(data_dir))
     split = split_by_lesion(frame, seed=train_config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)

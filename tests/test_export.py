@@ -41,3 +41,23 @@ def test_padding_stays_where_same_would_pad_differently():
     assert 0 < _count(model, keras.layers.ZeroPadding2D) < 4
     images = np.random.default_rng(1).uniform(0, 255, (2, 90, 120, 3)).astype(np.float32)
     _outputs_match(network, model, images)
+
+
+@pytest.mark.parametrize("ood_features", ["frozen", "pooled"])
+def test_the_ood_score_reads_the_features_the_config_names(ood_features):
+    """By default the frozen ImageNet features at the cut, which fine-tuning leaves alone: a change to the upper
+    blocks changes the probabilities but not the out-of-distribution score ("pooled": both change)."""
+    network = build_network(ModelConfig(alpha=0.25, height=96, width=128, ood_features=ood_features),
+                            weights=str(ALPHA_025_WEIGHTS))
+    images = np.random.default_rng(0).uniform(0, 255, (3, 96, 128, 3)).astype(np.float32)
+    features = network.embed.predict(images, verbose=0)
+    k = network.config.ood_components
+    network.set_ood_projection(features.mean(0), np.eye(features.shape[1], k, dtype=np.float32))
+    before = network.full.predict(images, verbose=0)
+    np.testing.assert_allclose(before["ood_score"][:, 0], np.sum((features - features.mean(0))[:, :k] ** 2, axis=1),
+                               rtol=1e-4)
+    kernel = network.top.get_layer("conv_pw_13").kernel  # a fine-tuned layer, above the cut
+    kernel.assign(np.random.default_rng(1).normal(0, 0.1, kernel.shape).astype(np.float32))
+    after = network.full.predict(images, verbose=0)
+    assert not np.allclose(after["probabilities"], before["probabilities"])
+    assert np.allclose(after["ood_score"], before["ood_score"]) == (ood_features == "frozen")

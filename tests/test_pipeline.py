@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -76,7 +77,11 @@ def test_evaluate_prints_metrics_and_warns_about_seen_images(tiny_model, tiny_ha
 
 
 def test_a_retrain_with_the_same_seed_and_config_repeats_exactly(tiny_model, tiny_ham, tmp_path):
-    again = tiny_retrain(tiny_ham, tmp_path)
+    saved = TrainConfig.load(tiny_model / TRAIN_CONFIG_NAME)
+    # every network setting is written out, so that a change of the defaults cannot change what the file repeats
+    assert set(saved.network) == set(asdict(ModelConfig())) - {"temperature"}
+    assert (saved.network["alpha"], saved.network["height"], saved.network["width"]) == (0.25, 96, 128)
+    again = tiny_retrain(tiny_ham, tmp_path, **asdict(saved))
     with np.load(tiny_model / "weights.npz") as first, np.load(again / "weights.npz") as second:
         assert sorted(first.files) == sorted(second.files)
         for name in first.files:
