@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
 from skinlesion.model import load_inputs, load_network, predict  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
+from compare import describe, paired_bootstrap  # noqa: E402
 
 FLIPS = {"none": (), "left-right": (2,), "up-down": (1,), "both": (1, 2)}
 
@@ -40,21 +39,9 @@ def main() -> None:
     plain, averaged = probabilities["none"].argmax(1), np.mean(list(probabilities.values()), axis=0).argmax(1)
 
     print(f"validation: {len(labels)} images")
-    for name, predicted in (("no flips", plain), ("mean of 4 flips", averaged)):
-        recalls = dict(zip(CODES, recall_score(labels, predicted, average=None, labels=range(len(CODES)))))
-        print(f"{name:>16}: BA {balanced_accuracy_score(labels, predicted):.4f}, "
-              f"accuracy {accuracy_score(labels, predicted):.4f}, recall "
-              + " ".join(f"{code} {r:.3f}" for code, r in recalls.items()))
-    rng = np.random.default_rng(0)
-    changes = []
-    for _ in range(args.rounds):
-        rows = rng.integers(0, len(labels), len(labels))
-        changes.append([metric(labels[rows], averaged[rows]) - metric(labels[rows], plain[rows])
-                        for metric in (balanced_accuracy_score, accuracy_score)])
-    for name, column in zip(("BA", "accuracy"), np.array(changes).T):
-        low, mid, high = np.percentile(column, [2.5, 50, 97.5])
-        print(f"change in {name}, paired bootstrap ({args.rounds} rounds): median {mid:+.4f}, "
-              f"95% interval [{low:+.4f}, {high:+.4f}]")
+    describe("no flips", labels, plain)
+    describe("mean of 4 flips", labels, averaged)
+    paired_bootstrap(labels, averaged, plain, args.rounds, "flips - no flips")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
 from skinlesion.model import WEIGHTS_NAME, load_inputs, load_network, predict  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
+from compare import describe, paired_bootstrap  # noqa: E402
 
 
 def soup(folders: list[Path]):
@@ -31,13 +30,6 @@ def soup(folders: list[Path]):
     for variable in network.full.weights:
         variable.assign(np.mean([s[variable.path].astype(np.float32) for s in stored], axis=0))
     return network
-
-
-def report(name: str, labels: np.ndarray, predicted: np.ndarray) -> None:
-    recalls = recall_score(labels, predicted, average=None, labels=range(len(CODES)))
-    print(f"{name:>24}: BA {balanced_accuracy_score(labels, predicted):.4f}, "
-          f"accuracy {accuracy_score(labels, predicted):.4f}, recall "
-          + " ".join(f"{code} {r:.3f}" for code, r in zip(CODES, recalls)), flush=True)
 
 
 def main() -> None:
@@ -54,23 +46,12 @@ def main() -> None:
     # The temperature only rescales logits: it changes no argmax, so the figures below do not depend on it.
     probabilities = [predict(network, images, batch_size=64) for network in networks]
     for folder, p in zip(args.models, probabilities):
-        report(folder.name, labels, p.argmax(1))
+        describe(folder.name, labels, p.argmax(1))
     ensemble = np.mean(probabilities, axis=0).argmax(1)
     souped = predict(soup(args.models), images, batch_size=64).argmax(1)
-    report(f"ensemble of {len(networks)}", labels, ensemble)
-    report(f"soup of {len(networks)}", labels, souped)
-
-    first = probabilities[0].argmax(1)
-    rng = np.random.default_rng(0)
-    changes = []
-    for _ in range(args.rounds):
-        rows = rng.integers(0, len(labels), len(labels))
-        changes.append([metric(labels[rows], souped[rows]) - metric(labels[rows], first[rows])
-                        for metric in (balanced_accuracy_score, accuracy_score)])
-    for name, column in zip(("BA", "accuracy"), np.array(changes).T):
-        low, mid, high = np.percentile(column, [2.5, 50, 97.5])
-        print(f"soup - {args.models[0].name}, change in {name}, paired bootstrap ({args.rounds} rounds): "
-              f"median {mid:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}]")
+    describe(f"ensemble of {len(networks)}", labels, ensemble)
+    describe(f"soup of {len(networks)}", labels, souped)
+    paired_bootstrap(labels, souped, probabilities[0].argmax(1), args.rounds, f"soup - {args.models[0].name}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""What the validation experiments share: one line of figures per model, and the paired bootstrap of a change."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
+
+from skinlesion.classes import CODES
+
+
+def describe(name: str, labels: np.ndarray, predicted: np.ndarray) -> None:
+    """Print balanced accuracy, accuracy and per-class recall of top-1 predictions."""
+    recalls = recall_score(labels, predicted, average=None, labels=range(len(CODES)))
+    print(f"{name:>24}: BA {balanced_accuracy_score(labels, predicted):.4f}, "
+          f"accuracy {accuracy_score(labels, predicted):.4f}, recall "
+          + " ".join(f"{code} {r:.3f}" for code, r in zip(CODES, recalls)), flush=True)
+
+
+def paired_bootstrap(labels: np.ndarray, new: np.ndarray, old: np.ndarray, rounds: int, what: str) -> None:
+    """Print the median and 95% interval of the change (new - old) in BA and accuracy over resampled images."""
+    rng = np.random.default_rng(0)
+    changes = []
+    for _ in range(rounds):
+        rows = rng.integers(0, len(labels), len(labels))
+        changes.append([metric(labels[rows], new[rows]) - metric(labels[rows], old[rows])
+                        for metric in (balanced_accuracy_score, accuracy_score)])
+    for name, column in zip(("BA", "accuracy"), np.array(changes).T):
+        low, mid, high = np.percentile(column, [2.5, 50, 97.5])
+        print(f"{what}, change in {name}, paired bootstrap ({rounds} rounds): median {mid:+.4f}, "
+              f"95% interval [{low:+.4f}, {high:+.4f}]")
