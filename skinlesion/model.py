@@ -232,6 +232,7 @@ def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Netw
     class_maps = classifier(feature_map)
     ood_features = pooled if config.ood_features == "pooled" else \
         keras.layers.GlobalAveragePooling2D(name="ood_pool")(features)
+    ood_input = keras.Model(features, ood_features, name="ood_features")
     ood_projection = keras.layers.Dense(config.ood_components, name="ood_projection", trainable=False)(ood_features)
     explain = keras.Model(features, {"probabilities": probabilities, "class_maps": class_maps,
                                      "ood_score": SquaredNorm(name="ood_score")(ood_projection)}, name="explain")
@@ -241,8 +242,7 @@ def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Netw
     # training=False keeps every BatchNorm in inference mode (the dequantized weights need it; see shared/weights)
     frozen_features = frozen(scaled, training=False)
     full = keras.Model(image, explain(frozen_features, training=False), name="skinlesion")
-    embed = keras.Model(image, pool(frozen_features, training=False) if config.ood_features == "pooled" else
-                        keras.layers.GlobalAveragePooling2D(name="embed_pool")(frozen_features), name="embed")
+    embed = keras.Model(image, ood_input(frozen_features, training=False), name="embed")
     network = Network(full, frozen, top, pool, head, embed, config)
     network.set_top_trainable(backbone=False)
     return network
