@@ -1,14 +1,14 @@
 """Where the WASM backend's time goes: milliseconds per kernel type of the shipped graph in headless Chromium.
 
-    python bench/wasm_ops.py [--model model] [--runs 30] [--threads N]
+    python bench/wasm_ops.py [--model model] [--data ../shared/data/ham10000] [--runs 30] [--threads N]
 
 Builds the site for the model folder into a temporary folder, opens it with `?backend=wasm` (the page's own
 backend setup: SIMD, and threads when the page is cross-origin isolated), loads the site's model.json a second time
 with `tf.loadGraphModel` and times `predict` on one zero image with `tf.profile`, `--runs` times after 3 warm-up
 calls. Prints, per kernel type: the median ms per image, the multiply-adds it does (from the input and output
 shapes the profile records) and its rate in GMAC/s; then native TensorFlow (CPU, batch 1) on the same graph
-(`export.inference_model`, as bench/browser.py times it), whose rate over the whole graph is what each kernel type
-is compared with. Prints figures only: no pass or fail.
+(`export.inference_model`), timed by bench/browser.py's `time_native` on the first `--runs` test images, whose rate
+over the whole graph is what each kernel type is compared with. Prints figures only: no pass or fail.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import DEFAULT_MODEL, READY_OBSERVER, chromium, machine, served, wait_ready
+from browser import time_native
+from common import (DEFAULT_DATA, DEFAULT_MODEL, READY_OBSERVER, chromium, machine, served, test_split,
+                    wait_ready)
 
 from skinlesion.site import build_site
 
@@ -63,30 +64,10 @@ def multiply_adds(kernel: dict) -> int:
     return 0
 
 
-def native_ms(model_dir: Path, runs: int) -> tuple[float, int]:
-    """Median ms of native TensorFlow (CPU, batch 1) on the graph the browser runs, and its intra-op threads."""
-    from skinlesion.export import inference_model
-    from skinlesion.model import load_network
-
-    import tensorflow as tf
-
-    network = load_network(model_dir)
-    exported = inference_model(network)
-    graph = tf.function(lambda x: exported(x, training=False))
-    x = tf.zeros((1, network.config.height, network.config.width, 3))
-    for _ in range(3):
-        graph(x)["probabilities"].numpy()
-    ms = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        graph(x)["probabilities"].numpy()
-        ms.append(1000 * (time.perf_counter() - started))
-    return statistics.median(ms), tf.config.threading.get_intra_op_parallelism_threads()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="HAM10000 folder (native TensorFlow's images)")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, help="WASM threads (the page's &threads=N); default: the page's choice")
     args = parser.parse_args()
@@ -126,9 +107,10 @@ def main() -> None:
         print(f"{name:<28}{counts[name]:>6}{median:>13.2f}{median / total_ms:>8.1%}{macs[name] / 1e6:>9.1f}{rate:>9}")
     print(f"{'all kernels':<28}{sum(counts.values()):>6}{total_ms:>13.2f}{1:>8.0%}{total_macs / 1e6:>9.1f}"
           f"{total_macs / total_ms / 1e6:>9.1f}")
-    native, threads = native_ms(args.model, args.runs)
-    print(f"native TensorFlow, same graph, batch 1 (intra-op threads {threads or 'default'}): median {native:.2f} ms, "
-          f"{total_macs / native / 1e6:.1f} GMAC/s; WASM kernels / native: {total_ms / native:.2f}x")
+    native = time_native(args.model, test_split(args.model, args.data, limit=args.runs)[0])
+    print(f"native TensorFlow, same graph, batch 1 (intra-op threads {native['threads']}; {args.runs} test images, "
+          f"as bench/browser.py times it): median {native['graph']:.2f} ms, {total_macs / native['graph'] / 1e6:.1f} "
+          f"GMAC/s; WASM kernels / native: {total_ms / native['graph']:.2f}x")
 
 
 if __name__ == "__main__":

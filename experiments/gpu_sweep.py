@@ -15,7 +15,7 @@ the pipeline that needs TensorFlow. The steps:
     KERAS_HOME=../shared/weights/keras .venv/bin/python experiments/gpu_sweep.py stage --data ../shared/data/ham10000
     # there, through the device tool: run(command="bash experiments/gpu_sweep.sh", carry=[".gpu"], timeout_s=540)
     # (four processes share the GPU; each writes one JSON of per-epoch validation figures per recipe to $OUT), or one
-    KERAS_BACKEND=jax python3 experiments/gpu_sweep.py run --recipes v1-192-cut6 --views 5 --out "$OUT"
+    KERAS_BACKEND=jax python3 experiments/gpu_sweep.py run --recipes v1-150-cut4 --views 5 --out "$OUT"
     # here: what an epoch of each recipe would cost on this machine's CPUs (the 60-minute retrain budget)
     .venv/bin/python experiments/gpu_sweep.py cost
 """
@@ -43,7 +43,8 @@ from skinlesion.views import CachedViews  # noqa: E402
 STAGE = Path(__file__).resolve().parents[1] / ".gpu"
 # name -> (backbone, height, width, last frozen layer or None for "all blocks learn")
 RECIPES = {
-    "v1-192-cut6": ("v1", 192, 256, "conv_pw_6_relu"),  # the pipeline's network, fresh augmentations
+    "v1-150-cut4": ("v1", 150, 200, "conv_pw_4_relu"),  # the pipeline's network (e8), fresh augmentations
+    "v1-192-cut6": ("v1", 192, 256, "conv_pw_6_relu"),  # the pipeline's network up to e2s
     "v1-192-cut3": ("v1", 192, 256, "conv_pw_3_relu"),
     "v1-192-all": ("v1", 192, 256, None),
     "v1-240-all": ("v1", 240, 320, None),

@@ -12,10 +12,10 @@ keras.ops.convert_to_numpy(keras.ops.ones((2, 2)) @ keras.ops.ones((2, 2)))" || 
 echo "backend $backend"
 sweep() { KERAS_BACKEND=$backend python3 experiments/gpu_sweep.py run --out "$OUT" --until "$until" "$@"; }
 # the pipeline's way (5 fixed views) next to fresh augmentations, on the pipeline's network: the bridge
-(sweep --recipes v1-192-cut6 --views 5; sweep --recipes v1-192-cut6) > /tmp/log-bridge.txt 2>&1 &
+(sweep --recipes v1-150-cut4 --views 5; sweep --recipes v1-150-cut4) > /tmp/log-bridge.txt 2>&1 &
 (sweep --recipes v2-192-all,v1-192-all) > /tmp/log-backbones.txt 2>&1 &
 (sweep --recipes v1-240-all,v1-288-all) > /tmp/log-inputs.txt 2>&1 &
-(sweep --recipes v2-240-all,v1-192-cut3) > /tmp/log-more.txt 2>&1 &
+(sweep --recipes v2-240-all,v1-192-cut3,v1-192-cut6) > /tmp/log-more.txt 2>&1 &
 sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
 wait
 for f in /tmp/log-*.txt; do echo "== $f"; grep -v "^v[12]-" "$f" | tail -n 8; done

@@ -48,8 +48,8 @@ class TrainConfig:
     shift: float = 0.1
     zoom: float = 0.1
     color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
-    # The network's settings that differ from ModelConfig's defaults (skinlesion/model.py), e.g. {"height": 150,
-    # "width": 200, "cut_layer": "conv_pw_4_relu"}: kept here so that this one file repeats a retrain
+    # The network's settings (fields of ModelConfig, skinlesion/model.py; those left out take its defaults), e.g.
+    # {"height": 150, "width": 200}. A retrain saves all of them here, so that this one file repeats it
     network: dict = field(default_factory=dict)
 
     @property
