@@ -192,7 +192,9 @@ def _backbone(config: ModelConfig, weights: str | None) -> keras.Model:
     try:
         return keras.applications.MobileNet(input_shape=(config.height, config.width, 3), alpha=config.alpha,
                                              include_top=False, weights=weights)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - Keras raises a bare Exception when the download fails (offline)
+        if not isinstance(err, (OSError, ValueError)) and "URL fetch failure" not in str(err):
+            raise
         raise SkinLesionError(f"cannot load MobileNet weights ({err}); offline, point KERAS_HOME at a Keras home "
                               f"holding models/mobilenet_*_tf_no_top.h5 (e.g. ../shared/weights/keras) or pass "
                               f"--weights FILE.h5") from None

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from skinlesion import SkinLesionError
-from skinlesion.model import ModelConfig, center_crop_box, preprocess, read_image
+from skinlesion.model import ModelConfig, build_network, center_crop_box, preprocess, read_image
 
 CONFIG = ModelConfig(height=192, width=256)
 
@@ -84,3 +84,16 @@ def test_missing_model_folder_is_explained(tmp_path):
     from skinlesion.model import load_network
     with pytest.raises(SkinLesionError, match="no trained model in .*--retrain"):
         load_network(tmp_path)
+
+
+def test_offline_imagenet_weights_are_explained(monkeypatch):
+    """Keras cannot download the ImageNet weights offline and raises a bare Exception: the user gets what to do."""
+    from keras.src.applications import mobilenet
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or "
+                        "service not known")
+
+    monkeypatch.setattr(mobilenet.file_utils, "get_file", offline)
+    with pytest.raises(SkinLesionError, match="point KERAS_HOME at a Keras home"):
+        build_network(ModelConfig(alpha=0.25, height=64, width=64), weights="imagenet")
