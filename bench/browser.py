@@ -17,8 +17,9 @@ with `?backend=` in the page URL), in a fresh browser context:
   service workers blocked, a second navigation that only the HTTP cache can help (the server's headers decide).
 The server sends the cross-origin isolation headers (as `build.py --serve` does), so WASM may run on threads;
 `--wasm-threads 1,2` adds a WASM row per thread count (`&threads=N`) beside the page's automatic choice.
-Native TensorFlow (CPU, batch 1) is timed on the same images first, on the very graph the browser runs (BatchNorm
-folded, `export.inference_model`), and on the Keras model as trained for reference; browser median / native median
+Native TensorFlow (CPU, batch 1) is timed on the same images first, on the graph the browser runs (BatchNorm
+folded, `export.inference_model`; only the zero padding of odd sides stays a separate op there, which native TensorFlow
+cannot run merged), and on the Keras model as trained for reference; browser median / native median
 is the figure to track, since absolute times depend on the machine. Prints figures only: no pass or fail.
 """
 
@@ -204,29 +205,72 @@ def _median_ms(graph, inputs: list, warmup: int) -> tuple[float, float]:
     return statistics.median(ms), ms[0]
 
 
+class NativeTimer:
+    """Native TensorFlow on the model's graphs (CPU, batch 1, each in a tf.function traced once, as a server would
+    run it), on the preprocessed images of `paths`; `median_ms` can be called again, e.g. between browser rounds."""
+
+    def __init__(self, model_dir: Path, paths: list[Path], warmup: int = 3):
+        from skinlesion.model import load_network, preprocess, read_image  # first: it quiets TensorFlow's logging
+        from skinlesion.export import inference_model
+
+        import tensorflow as tf
+
+        network = load_network(model_dir)
+        self.preprocess_ms, self.inputs = [], []
+        for p in [read_image(p) for p in paths]:
+            started = time.perf_counter()
+            x = preprocess(p, network.config)
+            self.preprocess_ms.append(1000 * (time.perf_counter() - started))
+            self.inputs.append(tf.constant(x[None]))
+        # The browser's graph, but with the ZeroPadding2D of odd sides kept: TensorFlow's own graph optimizer aborts
+        # on the explicitly padded depthwise convolutions the TF.js export puts there (export.inference_model)
+        exported = inference_model(network, explicit_padding=False)
+        self.graphs = {"graph": tf.function(lambda x: exported(x, training=False)),
+                       "keras": tf.function(lambda x: network.full(x, training=False))}
+        self.warmup = warmup
+        self.version = tf.__version__
+        self.threads = tf.config.threading.get_intra_op_parallelism_threads() or "TensorFlow's default"
+
+    def median_ms(self, which: str = "graph", warmup: int | None = None) -> tuple[float, float]:
+        """(median, first timed) ms of one graph ("graph": the exported one; "keras": as trained) after `warmup`
+        untimed calls (default: the timer's)."""
+        return _median_ms(self.graphs[which], self.inputs, self.warmup if warmup is None else warmup)
+
+
 def time_native(model_dir: Path, paths: list[Path], warmup: int = 3) -> dict:
     """Median ms per image on CPU, batch 1, of the graph the browser runs (`export.inference_model`, BatchNorm
     folded) and of the Keras model as trained, each in a tf.function; and of preprocessing alone."""
-    from skinlesion.model import load_network, preprocess, read_image  # first: it quiets TensorFlow's logging
-    from skinlesion.export import inference_model
+    timer = NativeTimer(model_dir, paths, warmup)
+    graph, first = timer.median_ms("graph")
+    keras_graph, _ = timer.median_ms("keras")
+    return {"graph": graph, "first": first, "keras": keras_graph, "preprocess": statistics.median(timer.preprocess_ms),
+            "version": timer.version, "threads": timer.threads, "timer": timer}
 
-    import tensorflow as tf
 
-    network = load_network(model_dir)
-    pixels = [read_image(p) for p in paths]
-    preprocess_ms, inputs = [], []
-    for p in pixels:
-        started = time.perf_counter()
-        x = preprocess(p, network.config)
-        preprocess_ms.append(1000 * (time.perf_counter() - started))
-        inputs.append(tf.constant(x[None]))
-    exported = inference_model(network)
-    # each traced once, as a server would run it
-    graph, first = _median_ms(tf.function(lambda x: exported(x, training=False)), inputs, warmup)
-    keras_graph, _ = _median_ms(tf.function(lambda x: network.full(x, training=False)), inputs, warmup)
-    return {"graph": graph, "first": first, "keras": keras_graph, "preprocess": statistics.median(preprocess_ms),
-            "version": tf.__version__,
-            "threads": tf.config.threading.get_intra_op_parallelism_threads() or "TensorFlow's default"}
+def paired_rounds(browser, root_url: str, names: list[str], timer: NativeTimer, rounds: int,
+                  timeout_ms: int) -> list[dict]:
+    """The WASM page's classify() median and native TensorFlow's median over the same images, in alternating
+    rounds: this machine's speed drifts by tens of percent within minutes, and a ratio of two timings taken minutes
+    apart carries that drift; one taken within a round mostly does not."""
+    context = browser.new_context()
+    context.add_init_script(READY_OBSERVER)
+    page = context.new_page()
+    try:
+        page.goto(f"{root_url}index.html?backend=wasm")
+        wait_ready(page, timeout_ms)
+        page.evaluate(DECODE, [f"{IMAGES_DIR}/{name}" for name in names])
+        page.evaluate(PREDICT, [0, 3])  # the first calls set up the pixel reading and the kernels
+        result = []
+        for _ in range(rounds):
+            # Each side warms up again first: a thread pool that has gone idle wakes slowly (native TensorFlow takes
+            # ~40% longer per image right after a 1-s pause here), and the other side's may still be spinning.
+            page.evaluate(PREDICT, [0, 10])
+            browser_ms = statistics.median(page.evaluate(PREDICT, [0, len(names)]))
+            native_ms, _ = timer.median_ms("graph", warmup=10)
+            result.append({"browser": browser_ms, "native": native_ms, "ratio": browser_ms / native_ms})
+        return result
+    finally:
+        context.close()
 
 
 def _heap_mb(cdp) -> float:
@@ -434,6 +478,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loads", type=int, default=3,
                         help="cold loads (each in a fresh context) and warm reloads timed per backend (default 3)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds to wait for the model to load")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of WASM classify() and native TensorFlow on the same images, for "
+                             "the ratio (default 5; 0 skips them)")
     parser.add_argument("--wasm-threads", default="",
                         help="comma-separated WASM thread counts to time as extra rows, e.g. 1,2 (default: only the "
                              "page's automatic choice)")
@@ -479,7 +526,18 @@ def main(argv: list[str] | None = None) -> None:
                     results[row] = bench_backend(browser, base_url, query, site_dir, names, images, iterations,
                                                  args.loads, args.timeout * 1000)
                     print_backend(row, results[row], native, slow)
+            if "wasm" in backends and args.rounds > 0:
+                paired = paired_rounds(browser, base_url, names[:args.images], native["timer"], args.rounds,
+                                       args.timeout * 1000)
     print_summary(results, native)
+    if "wasm" in backends and args.rounds > 0:
+        ratios = [r["ratio"] for r in paired]
+        print(f"\nwasm (the page's automatic threads) against native TensorFlow in {args.rounds} alternating rounds "
+              f"of {min(args.images, len(names))} images each (ms, medians of each round):")
+        for i, r in enumerate(paired, 1):
+            print(f"  round {i}: classify() {r['browser']:.1f}, native {r['native']:.1f}, ratio {r['ratio']:.2f}x")
+        print(f"  ratio: median {statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x): the "
+              f"figure to track")
 
 
 if __name__ == "__main__":

@@ -66,37 +66,83 @@ def _folded_weights(conv: keras.layers.Layer, bn: keras.layers.BatchNormalizatio
     return [kernel.astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
 
 
-def inference_model(network: Network, tolerance: float = 1e-4) -> keras.Model:
+class _PaddedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """A "valid" DepthwiseConv2D that zero-pads the bottom and right of its input itself, by `pad` = (rows, columns):
+    one TensorFlow op (a depthwise convolution with explicit padding, which TF.js fuses with the bias and ReLU6 that
+    follow) where a ZeroPadding2D and a convolution were two, the padding a pass over the whole activation."""
+
+    def __init__(self, pad: tuple[int, int], **kwargs):
+        super().__init__(**kwargs)
+        self.pad = tuple(pad)
+
+    def get_config(self) -> dict:
+        return super().get_config() | {"pad": self.pad}
+
+    def compute_output_shape(self, input_shape):
+        batch, rows, columns, channels = input_shape
+        return super().compute_output_shape((batch, rows + self.pad[0], columns + self.pad[1], channels))
+
+    def call(self, x):
+        import tensorflow as tf  # the export runs on TensorFlow (SavedModel); training never builds this layer
+
+        padding = [[0, 0], [0, self.pad[0]], [0, self.pad[1]], [0, 0]]
+        y = tf.nn.depthwise_conv2d(x, self.kernel, [1, *self.strides, 1], padding, dilations=self.dilation_rate)
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias)
+        return y if self.activation is None else self.activation(y)
+
+
+def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding: bool = True) -> keras.Model:
     """A copy of `network.full` that computes the same with fewer, fusable ops: what gets exported.
 
     TF's graph optimizer folds an inference-mode BatchNorm into a Conv2D but not into a DepthwiseConv2D, and keeps
     MobileNet's explicit zero padding before its stride-2 blocks; in TF.js each left-over op is one more pass over
     a large activation. Here every BatchNorm is folded into the convolution before it (kernel scaled, bias added),
     so each convolution + bias + ReLU6 becomes one fused TF.js kernel, and the (0, 1) zero padding before a stride-2
-    convolution becomes its "same" padding, which pads exactly so when the input's sides are even. The copy is
-    checked against the original on random images (max difference of every output, relative to its largest value
-    when that is over 1, under `tolerance`).
+    convolution moves into the convolution: "same" padding where both sides are even (it pads exactly so), else
+    explicit padding of the even sides only (a stride-2 3x3 "valid" convolution never reads the padded row or
+    column of an odd side). The classifier applied at every position of the feature map (the class activation map)
+    becomes the 1x1 convolution it is: one kernel, where a Dense on a 4-D input is a matrix product wrapped in
+    reshapes and shape arithmetic.
+
+    `explicit_padding=False` keeps the ZeroPadding2D where a side is odd: TensorFlow 2.19's graph optimizer aborts
+    the process on a depthwise convolution with explicit padding and a bias (its CPU fusion of the two), so a graph
+    that native TensorFlow runs in a tf.function needs it. The TF.js converter is unharmed. The copy is checked against the original on random images (max difference of
+    every output, relative to its largest value when that is over 1, under `tolerance`).
     """
     batchnorm_after = {layer.name.removesuffix("_bn"): layer for layer in _layers(network.full)
                        if isinstance(layer, keras.layers.BatchNormalization)}  # Keras MobileNet names them so
     convolutions = {layer.name: layer for layer in _layers(network.full)
                     if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
                     and layer.name in batchnorm_after}
-    unpadded = set()  # ids of tensors whose zero padding was left out: their convolution pads "same" instead
+    padding_of = {}  # id of a tensor whose zero padding was left out -> (rows, columns) its convolution pads
+    maps = {}  # name of a 1x1 convolution -> the Dense whose weights it takes
 
     def call(layer, *args, **kwargs):
         x = args[0]
         if isinstance(layer, keras.layers.BatchNormalization) and layer.name.removesuffix("_bn") in convolutions:
             return x
         if (isinstance(layer, keras.layers.ZeroPadding2D) and layer.padding == ((0, 1), (0, 1))
-                and all(side is not None and side % 2 == 0 for side in x.shape[1:3])):
-            unpadded.add(id(x))
-            return x
+                and all(side is not None for side in x.shape[1:3])):
+            pad = tuple(int(side % 2 == 0) for side in x.shape[1:3])
+            if pad == (1, 1) or explicit_padding:
+                padding_of[id(x)] = pad
+                return x
+        if isinstance(layer, keras.layers.Dense) and len(x.shape) == 4:
+            conv = keras.layers.Conv2D(layer.units, 1, name=f"{layer.name}_map")
+            maps[conv.name] = layer.name
+            return conv(x)
         if layer.name in convolutions:
             config = layer.get_config() | {"use_bias": True}
-            if id(x) in unpadded:
-                config["padding"] = "same"
-            layer = type(layer).from_config(config)
+            pad = padding_of.get(id(x))
+            if pad == (1, 1):
+                layer = type(layer).from_config(config | {"padding": "same"})
+            elif pad and pad != (0, 0):
+                if not isinstance(layer, keras.layers.DepthwiseConv2D):
+                    raise SkinLesionError(f"export.inference_model cannot move a zero padding into {layer.name}")
+                layer = _PaddedDepthwiseConv2D(pad, **config)
+            else:
+                layer = type(layer).from_config(config)
         return layer(*args, **kwargs)
 
     model = keras.models.clone_model(network.full, call_function=call, recursive=True)
@@ -104,6 +150,9 @@ def inference_model(network: Network, tolerance: float = 1e-4) -> keras.Model:
     for layer in _layers(model):
         if layer.name in convolutions:
             layer.set_weights(_folded_weights(originals[layer.name], batchnorm_after[layer.name]))
+        elif layer.name in maps:
+            kernel, bias = originals[maps[layer.name]].get_weights()
+            layer.set_weights([kernel.reshape(1, 1, *kernel.shape), bias])
         elif layer.weights and not isinstance(layer, keras.Model):
             layer.set_weights(originals[layer.name].get_weights())
 
@@ -115,8 +164,8 @@ def inference_model(network: Network, tolerance: float = 1e-4) -> keras.Model:
         raise SkinLesionError(f"folding BatchNorm into the convolutions changed the model's outputs by up to "
                               f"{worst:.2g} (relative), a bug in export.inference_model for this network; "
                               f"no TF.js model was written")
-    log.info("folded %d BatchNorms into their convolutions and %d paddings (max relative output change %.1g)",
-             len(convolutions), len(unpadded), worst)
+    log.info("folded %d BatchNorms and %d zero paddings into their convolutions (max relative output change %.1g)",
+             len(convolutions), len(padding_of), worst)
     return model
 
 
