@@ -92,6 +92,14 @@ class _PaddedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         return y if self.activation is None else self.activation(y)
 
 
+class _SqueezeRowsAndColumns(keras.layers.Layer):
+    """(batch, 1, 1, channels) -> (batch, channels) as one Squeeze op: a Reshape of a batch of any size takes four
+    ops in the graph (its shape is computed from the input's)."""
+
+    def call(self, x):
+        return keras.ops.squeeze(x, axis=(1, 2))
+
+
 def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding: bool = True) -> keras.Model:
     """A copy of `network.full` that computes the same with fewer, fusable ops: what gets exported.
 
@@ -103,7 +111,9 @@ def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding:
     explicit padding of the even sides only (a stride-2 3x3 "valid" convolution never reads the padded row or
     column of an odd side). The classifier applied at every position of the feature map (the class activation map)
     becomes the 1x1 convolution it is: one kernel, where a Dense on a 4-D input is a matrix product wrapped in
-    reshapes and shape arithmetic.
+    reshapes and shape arithmetic. Global average pooling becomes an average pool over the whole feature map: TF.js's
+    WASM Mean transposes the whole activation first (its axes are not the innermost), AvgPool is an XNNPACK kernel
+    that reads it as it is (0.07 ms instead of 0.47 here).
 
     `explicit_padding=False` keeps the ZeroPadding2D where a side is odd: TensorFlow 2.19's graph optimizer aborts
     the process on a depthwise convolution with explicit padding and a bias (its CPU fusion of the two), so a graph
@@ -128,6 +138,9 @@ def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding:
             if pad == (1, 1) or explicit_padding:
                 padding_of[id(x)] = pad
                 return x
+        if isinstance(layer, keras.layers.GlobalAveragePooling2D) and all(x.shape[1:3]):
+            pooled = keras.layers.AveragePooling2D(tuple(x.shape[1:3]), name=f"{layer.name}_window")(x)
+            return _SqueezeRowsAndColumns(name=f"{layer.name}_flat")(pooled)
         if isinstance(layer, keras.layers.Dense) and len(x.shape) == 4:
             conv = keras.layers.Conv2D(layer.units, 1, name=f"{layer.name}_map")
             maps[conv.name] = layer.name
