@@ -7,8 +7,9 @@ backend setup: SIMD, and threads when the page is cross-origin isolated), loads 
 with `tf.loadGraphModel` and times `predict` on one zero image with `tf.profile`, `--runs` times after 3 warm-up
 calls. Prints, per kernel type: the median ms per image, the multiply-adds it does (from the input and output
 shapes the profile records) and its rate in GMAC/s; then native TensorFlow (CPU, batch 1) on the same graph
-(`export.inference_model`), timed by bench/browser.py's `time_native` on the first `--runs` test images, whose rate
-over the whole graph is what each kernel type is compared with. Prints figures only: no pass or fail.
+(`export.inference_model`, the zero paddings of odd sides as separate ops: see bench/browser.py), timed by
+bench/browser.py's `time_native` on the first `--runs` test images, whose rate over the whole graph is what each
+kernel type is compared with. Prints figures only: no pass or fail.
 """
 
 from __future__ import annotations
