@@ -690,6 +690,7 @@ def test_site_under_a_sub_path_stays_under_it(browser, site_dir, photos, tmp_pat
     with _on_pages(browser, site_dir, tmp_path) as (url, page, _, _):
         open_ready(page, url)
         _classify_without_crop(page, photos["lesion"])
+        _wait_for_service_worker(page)  # registered 2 s after the model is ready
         page.click("text=Model card")
         page.wait_for_selector("h1")
         assert page.url == f"{url}model-card.html"
