@@ -224,7 +224,9 @@ export async function load(metadataUrl, { onProgress } = {}) {
 
   /**
    * Classifies one image (ImageBitmap, ImageData, HTMLImageElement, canvas or video) and says how far to trust
-   * it. Create ImageBitmaps with {premultiplyAlpha: 'none'} so that transparent images match Python on WebGL too.
+   * it. Pixels of anything but ImageData are read through a 2D canvas, which stores them with premultiplied alpha:
+   * opaque and fully transparent pixels reach the model as Python reads them, a semi-transparent one may differ by
+   * one level.
    * @returns {Promise<{results: Array<{code, name, probability}>, cam: ?{width, height, values, crop},
    *   oodScore: ?number, uncertain: boolean, outOfDistribution: boolean, alerts: Array}>}
    *   results in metadata class order; cam: the top class's activation map (values 0..1, row-major) over the
