@@ -115,10 +115,12 @@ def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding:
     WASM Mean transposes the whole activation first (its axes are not the innermost), AvgPool is an XNNPACK kernel
     that reads it as it is (0.07 ms instead of 0.47 here).
 
-    `explicit_padding=False` keeps the ZeroPadding2D where a side is odd: TensorFlow 2.19's graph optimizer aborts
-    the process on a depthwise convolution with explicit padding and a bias (its CPU fusion of the two), so a graph
-    that native TensorFlow runs in a tf.function needs it. The TF.js converter is unharmed. The copy is checked against the original on random images (max difference of
-    every output, relative to its largest value when that is over 1, under `tolerance`).
+    `explicit_padding=False` keeps the ZeroPadding2D where one side is odd and the other even: TensorFlow 2.19's
+    graph optimizer aborts the process on a depthwise convolution with explicit padding and a bias (its CPU fusion of
+    the two), so a graph that native TensorFlow runs in a tf.function needs it. The TF.js converter is unharmed.
+
+    The copy is checked against the original on random images (max difference of every output, relative to its
+    largest value when that is over 1, under `tolerance`).
     """
     batchnorm_after = {layer.name.removesuffix("_bn"): layer for layer in _layers(network.full)
                        if isinstance(layer, keras.layers.BatchNormalization)}  # Keras MobileNet names them so
@@ -135,7 +137,7 @@ def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding:
         if (isinstance(layer, keras.layers.ZeroPadding2D) and layer.padding == ((0, 1), (0, 1))
                 and all(side is not None for side in x.shape[1:3])):
             pad = tuple(int(side % 2 == 0) for side in x.shape[1:3])
-            if pad == (1, 1) or explicit_padding:
+            if explicit_padding or pad in ((1, 1), (0, 0)):  # (0, 0): both sides odd, nothing to pad
                 padding_of[id(x)] = pad
                 return x
         if isinstance(layer, keras.layers.GlobalAveragePooling2D) and all(x.shape[1:3]):

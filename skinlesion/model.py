@@ -192,7 +192,7 @@ def _backbone(config: ModelConfig, weights: str | None) -> keras.Model:
     try:
         return keras.applications.MobileNet(input_shape=(config.height, config.width, 3), alpha=config.alpha,
                                              include_top=False, weights=weights)
-    except Exception as err:  # noqa: BLE001 - Keras raises a bare Exception when the download fails (offline)
+    except Exception as err:  # Keras raises a bare Exception when the download fails (offline)
         if not isinstance(err, (OSError, ValueError)) and "URL fetch failure" not in str(err):
             raise
         raise SkinLesionError(f"cannot load MobileNet weights ({err}); offline, point KERAS_HOME at a Keras home "

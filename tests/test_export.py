@@ -1,10 +1,13 @@
 """The exported graph: the inference copy of the network computes what the network computes, with fewer ops."""
 
+import base64
+import json
+
 import numpy as np
 import pytest
 
 from conftest import ALPHA_025_WEIGHTS
-from skinlesion.export import _layers, inference_model
+from skinlesion.export import _layers, export_tfjs, inference_model
 from skinlesion.model import ModelConfig, build_network, keras, load_inputs, load_network
 
 pytestmark = pytest.mark.slow
@@ -46,8 +49,21 @@ def test_odd_sides_get_explicit_padding_in_the_convolution():
     assert _count(model, keras.layers.ZeroPadding2D) == 0
     _outputs_match(network, model, images, eagerly=True)
     native = inference_model(network, explicit_padding=False)
-    assert 0 < _count(native, keras.layers.ZeroPadding2D) < 4
+    # 90x120 -> 45x60 (one side odd: padding kept) -> 22x30 (even: "same") -> 11x15 and 5x7 (both odd: no padding)
+    assert _count(native, keras.layers.ZeroPadding2D) == 1
     _outputs_match(network, native, images)
+
+
+def test_odd_sides_export_to_tfjs_without_a_pad(tmp_path):
+    """The explicit padding survives the TF.js converter inside the fused depthwise kernel: no Pad op is left, and
+    no pooling is a Mean (TF.js's WASM Mean transposes its input first)."""
+    network = build_network(ModelConfig(alpha=0.25, height=90, width=120), weights=str(ALPHA_025_WEIGHTS))
+    graph = json.loads((export_tfjs(network, tmp_path) / "model.json").read_text())["modelTopology"]["node"]
+    ops = {node["op"] for node in graph}
+    assert not ops & {"Pad", "PadV2", "Mean", "DepthwiseConv2dNative", "BatchMatMulV2"}, ops
+    paddings = [base64.b64decode(node["attr"]["padding"]["s"]).decode() for node in graph
+                if node["op"] == "FusedDepthwiseConv2dNative"]
+    assert paddings.count("EXPLICIT") == 1, paddings  # the 45x60 block; the both-odd ones pad nothing ("VALID")
 
 
 @pytest.mark.parametrize("ood_features", ["frozen", "pooled"])
