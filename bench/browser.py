@@ -2,7 +2,7 @@
 
     python bench/browser.py [--model model] [--data ../shared/data/ham10000] [--images 50] [--iterations 200]
                             [--backends wasm,webgl,cpu] [--slow-images 20] [--slow-iterations 50] [--loads 3]
-                            [--wasm-threads 1,2]
+                            [--wasm-threads 1,2] [--rounds 5]
 
 Builds the site for the model folder into a temporary folder, serves it on a free port and, for each backend (forced
 with `?backend=` in the page URL), in a fresh browser context:
@@ -18,9 +18,11 @@ with `?backend=` in the page URL), in a fresh browser context:
 The server sends the cross-origin isolation headers (as `build.py --serve` does), so WASM may run on threads;
 `--wasm-threads 1,2` adds a WASM row per thread count (`&threads=N`) beside the page's automatic choice.
 Native TensorFlow (CPU, batch 1) is timed on the same images first, on the graph the browser runs (BatchNorm
-folded, `export.inference_model`; only the zero padding of odd sides stays a separate op there, which native TensorFlow
-cannot run merged), and on the Keras model as trained for reference; browser median / native median
-is the figure to track, since absolute times depend on the machine. Prints figures only: no pass or fail.
+folded, `export.inference_model`; only a zero padding beside an odd side stays a separate op there, since native
+TensorFlow cannot run it merged), and on the Keras model as trained for reference. Then the WASM page and native
+TensorFlow take turns on the same images (`--rounds`): the median of those rounds' browser / native ratios is the
+figure to track, since absolute times depend on the machine and drift within minutes. Prints figures only: no pass
+or fail.
 """
 
 from __future__ import annotations
@@ -237,14 +239,18 @@ class NativeTimer:
         return _median_ms(self.graphs[which], self.inputs, self.warmup if warmup is None else warmup)
 
 
-def time_native(model_dir: Path, paths: list[Path], warmup: int = 3) -> dict:
+def native_figures(timer: NativeTimer) -> dict:
     """Median ms per image on CPU, batch 1, of the graph the browser runs (`export.inference_model`, BatchNorm
     folded) and of the Keras model as trained, each in a tf.function; and of preprocessing alone."""
-    timer = NativeTimer(model_dir, paths, warmup)
     graph, first = timer.median_ms("graph")
     keras_graph, _ = timer.median_ms("keras")
     return {"graph": graph, "first": first, "keras": keras_graph, "preprocess": statistics.median(timer.preprocess_ms),
-            "version": timer.version, "threads": timer.threads, "timer": timer}
+            "version": timer.version, "threads": timer.threads}
+
+
+def time_native(model_dir: Path, paths: list[Path], warmup: int = 3) -> dict:
+    """`native_figures` of a new NativeTimer on the model and images."""
+    return native_figures(NativeTimer(model_dir, paths, warmup))
 
 
 def paired_rounds(browser, root_url: str, names: list[str], timer: NativeTimer, rounds: int,
@@ -499,13 +505,14 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"browser benchmark, {machine()}")
     print(f"model {args.model}: {_describe(args.model)}")
-    native = time_native(args.model, paths[:args.images])
+    timer = NativeTimer(args.model, paths[:args.images])
+    native = native_figures(timer)
     print(f"native TensorFlow {native['version']} (the exported graph, BatchNorm folded, in a tf.function, CPU, "
           f"intra-op threads {native['threads']}, batch 1, {args.images} test images after 3 warm-up calls): median "
           f"{native['graph']:.1f} ms (first timed {native['first']:.1f}); the Keras model as trained: median "
           f"{native['keras']:.1f} ms; preprocessing alone (crop, halve, resize) median {native['preprocess']:.1f} ms")
 
-    results = {}
+    results, paired = {}, []
     with tempfile.TemporaryDirectory(prefix="bench-browser-") as tmp:
         site_dir = build_site(args.model, Path(tmp) / "site")
         (site_dir / IMAGES_DIR).mkdir()
@@ -527,10 +534,10 @@ def main(argv: list[str] | None = None) -> None:
                                                  args.loads, args.timeout * 1000)
                     print_backend(row, results[row], native, slow)
             if "wasm" in backends and args.rounds > 0:
-                paired = paired_rounds(browser, base_url, names[:args.images], native["timer"], args.rounds,
+                paired = paired_rounds(browser, base_url, names[:args.images], timer, args.rounds,
                                        args.timeout * 1000)
     print_summary(results, native)
-    if "wasm" in backends and args.rounds > 0:
+    if paired:
         ratios = [r["ratio"] for r in paired]
         print(f"\nwasm (the page's automatic threads) against native TensorFlow in {args.rounds} alternating rounds "
               f"of {min(args.images, len(names))} images each (ms, medians of each round):")
