@@ -54,12 +54,17 @@ def distribution_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Stra
 
 
 def cache_features(network: Network, frame: pd.DataFrame, views: int, config: TrainConfig,
-                   chunk: int = 128) -> np.ndarray:
-    """Frozen-backbone features, float16 (views, n, h, w, c): view 0 of the images as they are, the rest augmented."""
+                   out: np.ndarray | None = None, chunk: int = 128) -> np.ndarray:
+    """Frozen-backbone features, float16 (views, n, h, w, c): view 0 of the images as they are, the rest augmented.
+
+    Written into `out` when given (e.g. a memory-mapped file: 8 views of the training split at 150 x 200 are ~14 GB,
+    more than fits in memory beside the training), else into a new in-memory array.
+    """
     augmentation_layers = augmentation(config)
     augment = tf.function(lambda images: augmentation_layers(images, training=True))  # graph mode: ~3x faster
     paths = list(frame["path"])
-    out = np.empty((views, len(paths), *network.frozen.output.shape[1:]), np.float16)
+    if out is None:
+        out = np.empty(cache_shape(network, len(paths), views), np.float16)
     scale = keras.layers.Rescaling(1 / 127.5, offset=-1)
     for start in range(0, len(paths), chunk):
         images = load_inputs(paths[start:start + chunk], network.config)
@@ -68,6 +73,11 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
             out[view, start:start + len(images)] = network.frozen.predict(scale(batch), batch_size=64, verbose=0)
         log.info("  cached %d/%d images x %d view(s)", min(start + chunk, len(paths)), len(paths), views)
     return out
+
+
+def cache_shape(network: Network, images: int, views: int) -> tuple[int, ...]:
+    """The shape of `cache_features`'s array."""
+    return (views, images, *network.frozen.output.shape[1:])
 
 
 class LinearWarmUp(keras.callbacks.Callback):
@@ -160,6 +170,23 @@ def _cached(path: Path, compute) -> np.ndarray:
     return array
 
 
+def _cached_features(path: Path, network: Network, frame: pd.DataFrame, views: int, config: TrainConfig) -> np.ndarray:
+    """`cache_features` kept in the run folder as a memory-mapped file, computed straight into it the first time.
+
+    It is written under a temporary name and renamed when complete, so an interrupted run never reuses half a cache.
+    """
+    if path.is_file():
+        log.info("  reusing %s", path.name)
+        return np.load(path, mmap_mode="r")
+    partial = path.with_name(path.stem + ".partial.npy")
+    out = np.lib.format.open_memmap(partial, "w+", np.float16, cache_shape(network, len(frame), views))
+    cache_features(network, frame, views, config, out)
+    out.flush()
+    del out
+    partial.rename(path)
+    return np.load(path, mmap_mode="r")
+
+
 def _pooled(network: Network, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Pooled features (views, n, channels) of cached cut-layer features (views, n, h, w, c), frozen upper blocks."""
     return np.stack([network.pool.predict(view.astype(np.float32), batch_size=batch_size, verbose=0)
@@ -177,9 +204,8 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
 
     started = time.perf_counter()
     log.info("caching frozen features: train x %d views, validation", config.views)
-    train_features = _cached(run_dir / "cache_train.npy",
-                             lambda: cache_features(network, split.train, config.views, config))
-    val_features = _cached(run_dir / "cache_val.npy", lambda: cache_features(network, split.val, 1, config))[0]
+    train_features = _cached_features(run_dir / "cache_train.npy", network, split.train, config.views, config)
+    val_features = _cached_features(run_dir / "cache_val.npy", network, split.val, 1, config)[0]
     val_features = val_features.astype(np.float32)
     stages["cache_features"] = {"wall_time_s": round(time.perf_counter() - started, 1),
                                 "train_views": config.views, "bytes": int(train_features.nbytes)}
