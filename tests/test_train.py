@@ -101,3 +101,25 @@ def test_network_settings_must_be_known(tmp_path):
     path.write_text('{"network": [150, 200]}')
     with pytest.raises(SkinLesionError, match="network must be an object"):
         TrainConfig.load(path)
+
+
+def test_feature_cache_is_written_to_a_file_and_a_half_written_one_is_not_reused(ham_dir, tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from skinlesion.model import ModelConfig
+    from skinlesion.train import _cached_features, cache_features
+
+    config = ModelConfig(height=16, width=20)
+    inputs = keras.Input((16, 20, 3))
+    frozen = keras.Model(inputs, keras.layers.Conv2D(2, 3, strides=4)(inputs))
+    network = SimpleNamespace(frozen=frozen, config=config)
+    frame = pd.DataFrame({"path": sorted((ham_dir / "images").glob("*.jpg"))[:3]})
+    settings = TrainConfig(views=2)
+    path = tmp_path / "cache_train.npy"
+    np.save(path.with_name("cache_train.partial.npy"), np.zeros(1))  # what an interrupted run leaves behind
+    cached = _cached_features(path, network, frame, 2, settings)
+    assert isinstance(cached, np.memmap) and cached.shape == (2, 3, 4, 5, 2)
+    np.testing.assert_array_equal(cached, cache_features(network, frame, 2, settings))
+    assert not path.with_name("cache_train.partial.npy").exists()
