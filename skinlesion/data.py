@@ -169,12 +169,15 @@ def split_by_lesion(df: pd.DataFrame, seed: int = 42, held_out_fraction: float =
     return split
 
 
-def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
-    """Loss weight per class, (n_largest / n_class) ** power, normalized to a mean sample weight of 1.
+def class_weights(labels: np.ndarray, power: float, boost: dict[str, float] | None = None) -> dict[int, float]:
+    """Loss weight per class, (n_largest / n_class) ** power times `boost` (class code -> factor, default 1),
+    normalized to a mean sample weight of 1.
 
     power 1 balances the classes fully; 0 ignores the imbalance; in between trades accuracy for balanced accuracy.
+    A boost above 1 makes a class's misses cost more (e.g. melanoma, the class whose misses hurt most).
     """
     counts = np.bincount(labels, minlength=len(CODES)).astype(float)
     raw = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 0.0)
+    raw *= [(boost or {}).get(code, 1.0) for code in CODES]
     raw /= (raw[labels]).mean()
     return {i: float(w) for i, w in enumerate(raw)}

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 
 from . import SkinLesionError
+from .classes import CODES
 
 TRAIN_CONFIG_NAME = "train_config.json"
 OPTIMIZERS = {"adam": keras.optimizers.Adam,
@@ -42,6 +43,7 @@ class TrainConfig:
     # phases, a regularizer for the few cached views; 0 = off
     mixup: float = 0.0
     class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
+    class_weight_boost: dict = field(default_factory=dict)  # class code -> factor on its weight, e.g. {"mel": 2}
     label_smoothing: float = 0.1
     early_stopping_patience: int = 6
     rotation: float = 0.5  # fraction of a full turn each way (0.5 = any angle)
@@ -76,6 +78,12 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if raw.get("mixup", 0) < 0:
             raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
+        boost = raw.get("class_weight_boost", {})
+        if not isinstance(boost, dict) or any(code not in CODES or not isinstance(factor, (int, float))
+                                              or isinstance(factor, bool) or factor <= 0
+                                              for code, factor in boost.items()):
+            raise SkinLesionError(f"{path}: class_weight_boost must map class codes ({', '.join(CODES)}) to "
+                                  f"positive factors, e.g. {{\"mel\": 2}}")
         if not isinstance(raw.get("network", {}), dict):
             raise SkinLesionError(f"{path}: network must be an object of network settings, e.g. {{\"height\": 150}}")
         if not isinstance(raw.get("start_seed"), (int, type(None))) or isinstance(raw.get("start_seed"), bool):

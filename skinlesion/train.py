@@ -211,7 +211,7 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
                                 "train_views": config.views, "bytes": int(train_features.nbytes)}
 
     train_labels, val_labels = split.train["label"].to_numpy(), split.val["label"].to_numpy()
-    weights = class_weights(train_labels, config.class_weight_power)
+    weights = class_weights(train_labels, config.class_weight_power, config.class_weight_boost)
     log.info("class weights: %s", {CODES[k]: round(v, 2) for k, v in weights.items()})
 
     started = time.perf_counter()

@@ -100,3 +100,11 @@ def test_class_weights_balance_the_loss():
     assert balanced[0] * 10 == pytest.approx(balanced[1] * 90)
     assert np.mean([balanced[int(y)] for y in labels]) == pytest.approx(1.0)
     assert class_weights(labels, power=0.0)[0] == pytest.approx(1.0)
+
+
+def test_a_class_weight_boost_multiplies_that_class_before_normalizing():
+    labels = np.array([0] * 10 + [4] * 10 + [5] * 80)  # akiec, mel, nv
+    plain, boosted = class_weights(labels, 0.5), class_weights(labels, 0.5, {"mel": 2.0})
+    assert boosted[4] / boosted[0] == pytest.approx(2 * plain[4] / plain[0])
+    assert boosted[5] / boosted[0] == pytest.approx(plain[5] / plain[0])
+    assert np.mean([boosted[int(y)] for y in labels]) == pytest.approx(1.0)

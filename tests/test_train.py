@@ -44,6 +44,12 @@ def test_config_file_errors_are_clear(tmp_path):
         TrainConfig.load(path)
     path.write_text(json.dumps({"start_seed": 7}))
     assert TrainConfig.load(path).training_seed == 7 and TrainConfig().training_seed == TrainConfig().seed
+    for boost in ({"melanoma": 2}, {"mel": 0}, {"mel": "2"}, ["mel"]):
+        path.write_text(json.dumps({"class_weight_boost": boost}))
+        with pytest.raises(SkinLesionError, match="class_weight_boost must map class codes"):
+            TrainConfig.load(path)
+    path.write_text(json.dumps({"class_weight_boost": {"mel": 2}}))
+    assert TrainConfig.load(path).class_weight_boost == {"mel": 2}
     path.write_text("{not json")
     with pytest.raises(SkinLesionError, match="cannot read training config"):
         TrainConfig.load(path)
