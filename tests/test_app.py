@@ -700,6 +700,15 @@ def test_site_under_a_sub_path_stays_under_it(browser, site_dir, photos, tmp_pat
         assert outside == [], outside
 
 
+def test_a_visit_that_starts_on_the_model_card_also_works_offline_next_time(browser, site_dir, tmp_path):
+    with _on_pages(browser, site_dir, tmp_path) as (url, page, site, stop):
+        page.goto(f"{url}model-card.html")
+        assert _wait_for_service_worker(page) == [f"skinlesion:{url}:{_cache_version(site)}"]
+        stop()
+        page.context.set_offline(True)
+        open_ready(page, url)  # the classifier page and its model, never visited, come from the precache
+
+
 def test_second_visit_works_with_the_network_cut(browser, site_dir, photos, tmp_path):
     with _on_pages(browser, site_dir, tmp_path) as (url, page, site, stop):
         open_ready(page, url)
