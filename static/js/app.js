@@ -438,17 +438,19 @@ els.clear.addEventListener('click', () => {
 // (about 85 ms instead of 25). Not after the whole queue: a framing dialog left open would hold it forever.
 const SERVICE_WORKER_DELAY_MS = 2000;
 
+// Listened for from the start, not from the delayed registration: a reload checks for a new sw.js at once, and the
+// new worker can take over before the registration runs.
+if ('serviceWorker' in navigator && navigator.serviceWorker.controller) {
+  navigator.serviceWorker.addEventListener('controllerchange', () => {
+    showMessage('A new version of this site has been installed; reload the page to use it.', 'info');
+  }, { once: true });
+}
+
 async function registerServiceWorker() {
   if (!('serviceWorker' in navigator)) {
     els.offline.textContent = 'Offline use: not available in this browser.';
     return;
   }
-  const hadController = Boolean(navigator.serviceWorker.controller);
-  navigator.serviceWorker.addEventListener('controllerchange', () => {
-    if (hadController) {
-      showMessage('A new version of this site has been installed; reload the page to use it.', 'info');
-    }
-  });
   try {
     await navigator.serviceWorker.register('sw.js');
     await navigator.serviceWorker.ready;
