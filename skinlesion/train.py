@@ -53,18 +53,16 @@ def distribution_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Stra
     return tf.distribute.get_strategy()
 
 
-def cache_features(network: Network, frame: pd.DataFrame, views: int, config: TrainConfig,
-                   out: np.ndarray | None = None, chunk: int = 128) -> np.ndarray:
-    """Frozen-backbone features, float16 (views, n, h, w, c): view 0 of the images as they are, the rest augmented.
-
-    Written into `out` when given (e.g. a memory-mapped file: 8 views of the training split at 150 x 200 are ~14 GB,
-    more than fits in memory beside the training), else into a new in-memory array.
+def cache_features(network: Network, frame: pd.DataFrame, views: int, config: TrainConfig, path: Path,
+                   chunk: int = 128) -> None:
+    """Writes frozen-backbone features, float16 (views, n, h, w, c), to the .npy file `path`: view 0 of the images
+    as they are, the rest augmented. Filled through a memory map: 8 views of the training split at 150 x 200 are
+    13 GB, more than fits in memory beside the training.
     """
     augmentation_layers = augmentation(config)
     augment = tf.function(lambda images: augmentation_layers(images, training=True))  # graph mode: ~3x faster
     paths = list(frame["path"])
-    if out is None:
-        out = np.empty(cache_shape(network, len(paths), views), np.float16)
+    out = np.lib.format.open_memmap(path, "w+", np.float16, (views, len(paths), *network.frozen.output.shape[1:]))
     scale = keras.layers.Rescaling(1 / 127.5, offset=-1)
     for start in range(0, len(paths), chunk):
         images = load_inputs(paths[start:start + chunk], network.config)
@@ -72,12 +70,7 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
             batch = images if view == 0 else augment(images)
             out[view, start:start + len(images)] = network.frozen.predict(scale(batch), batch_size=64, verbose=0)
         log.info("  cached %d/%d images x %d view(s)", min(start + chunk, len(paths)), len(paths), views)
-    return out
-
-
-def cache_shape(network: Network, images: int, views: int) -> tuple[int, ...]:
-    """The shape of `cache_features`'s array."""
-    return (views, images, *network.frozen.output.shape[1:])
+    out.flush()
 
 
 class LinearWarmUp(keras.callbacks.Callback):
@@ -160,30 +153,16 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
     return result
 
 
-def _cached(path: Path, compute) -> np.ndarray:
-    """An array saved in the run folder by an earlier (interrupted) run, else computed and saved."""
+def _cached(path: Path, write) -> np.ndarray:
+    """The array file `path` in the run folder, memory-mapped; `write(partial_path)` makes it first if an earlier
+    (interrupted) run did not. Written under another name and renamed when complete, so that an interrupted run
+    never reuses half of one."""
     if path.is_file():
         log.info("  reusing %s", path.name)
-        return np.load(path, mmap_mode="r")
-    array = compute()
-    np.save(path, array)
-    return array
-
-
-def _cached_features(path: Path, network: Network, frame: pd.DataFrame, views: int, config: TrainConfig) -> np.ndarray:
-    """`cache_features` kept in the run folder as a memory-mapped file, computed straight into it the first time.
-
-    It is written under a temporary name and renamed when complete, so an interrupted run never reuses half a cache.
-    """
-    if path.is_file():
-        log.info("  reusing %s", path.name)
-        return np.load(path, mmap_mode="r")
-    partial = path.with_name(path.stem + ".partial.npy")
-    out = np.lib.format.open_memmap(partial, "w+", np.float16, cache_shape(network, len(frame), views))
-    cache_features(network, frame, views, config, out)
-    out.flush()
-    del out
-    partial.rename(path)
+    else:
+        partial = path.with_name(path.stem + ".partial.npy")
+        write(partial)
+        partial.rename(path)
     return np.load(path, mmap_mode="r")
 
 
@@ -204,8 +183,10 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
 
     started = time.perf_counter()
     log.info("caching frozen features: train x %d views, validation", config.views)
-    train_features = _cached_features(run_dir / "cache_train.npy", network, split.train, config.views, config)
-    val_features = _cached_features(run_dir / "cache_val.npy", network, split.val, 1, config)[0]
+    train_features = _cached(run_dir / "cache_train.npy",
+                             lambda path: cache_features(network, split.train, config.views, config, path))
+    val_features = _cached(run_dir / "cache_val.npy",
+                           lambda path: cache_features(network, split.val, 1, config, path))[0]
     val_features = val_features.astype(np.float32)
     stages["cache_features"] = {"wall_time_s": round(time.perf_counter() - started, 1),
                                 "train_views": config.views, "bytes": int(train_features.nbytes)}
@@ -217,8 +198,9 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     started = time.perf_counter()
     network.set_top_trainable(backbone=False)
     # Saved too: a resumed run (or one that reuses this run's cache) skips the 5-7 minutes this takes.
-    pooled_train = _cached(run_dir / "pooled_train.npy", lambda: _pooled(network, train_features))
-    pooled_val = _cached(run_dir / "pooled_val.npy", lambda: _pooled(network, val_features[None])[0])
+    pooled_train = _cached(run_dir / "pooled_train.npy", lambda path: np.save(path, _pooled(network, train_features)))
+    pooled_val = _cached(run_dir / "pooled_val.npy",
+                         lambda path: np.save(path, _pooled(network, val_features[None])[0]))
     stages["pool_features"] = {"wall_time_s": round(time.perf_counter() - started, 1)}
 
     def batches(views: np.ndarray) -> CachedViews:
