@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ham10000")
     args = parser.parse_args()
 
-    result, _ = evaluate_folder(args.model, args.data, only_test_split=True)
+    result, _ = evaluate_folder(args.model, args.data, only_split="test")
     report = json.loads((args.model / "report.json").read_text())
     print("test split of the model's own lesion-grouped split (never used for any choice)")
     print(format_summary(result))

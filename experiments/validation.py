@@ -1,5 +1,6 @@
 """Validation-split figures of trained model folders, side by side: what the shipping rules in docs/experiments.md
-are judged on (the test split is never read here).
+are judged on (the test split is never read here). The images of each model's own validation split (its split.csv),
+through the full network, with the pipeline's metrics.
 
     .venv/bin/python experiments/validation.py --data ../shared/data/ham10000 runs/e9-model runs/e9s1-model
 """
@@ -7,38 +8,12 @@ are judged on (the test split is never read here).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinlesion.classes import CODES  # noqa: E402
-from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
-from skinlesion.model import load_inputs, load_network, predict  # noqa: E402
-from skinlesion.recipe import TRAIN_CONFIG_NAME, TrainConfig  # noqa: E402
-
-MEL = CODES.index("mel")
-
-
-def figures(model_dir: Path, data: Path) -> dict:
-    """Validation figures of one model folder, on the split of the seed it was trained with."""
-    config = TrainConfig.load(model_dir / TRAIN_CONFIG_NAME)
-    network = load_network(model_dir)
-    split = split_by_lesion(load_metadata(data), seed=config.seed)
-    labels = split.val["label"].to_numpy()
-    probabilities = predict(network, load_inputs(list(split.val["path"]), network.config), batch_size=64)
-    predicted = probabilities.argmax(1)
-    threshold = json.loads((model_dir / "tfjs" / "metadata.json").read_text())["thresholds"]["mel"]
-    alerted, is_mel = probabilities[:, MEL] >= threshold, labels == MEL
-    return {
-        "balanced_accuracy": balanced_accuracy_score(labels, predicted),
-        "accuracy": accuracy_score(labels, predicted),
-        "recall": dict(zip(CODES, recall_score(labels, predicted, labels=range(len(CODES)), average=None))),
-        "mel_alert_sensitivity": float(alerted[is_mel].mean()),
-        "mel_alert_specificity": float(1 - alerted[~is_mel].mean()),
-    }
+from skinlesion.pipeline import evaluate_folder  # noqa: E402
 
 
 def main() -> None:
@@ -49,10 +24,11 @@ def main() -> None:
     print("model | val BA | val accuracy | " + " | ".join(f"{c} recall" for c in CODES)
           + " | mel alert sensitivity / specificity")
     for model_dir in args.models:
-        f = figures(model_dir, args.data)
+        f, _ = evaluate_folder(model_dir, args.data, only_split="val")
+        alert = f["melanoma_at_threshold"]
         print(f"{model_dir} | {f['balanced_accuracy']:.3f} | {f['accuracy']:.3f} | "
-              + " | ".join(f"{f['recall'][c]:.2f}" for c in CODES)
-              + f" | {f['mel_alert_sensitivity']:.2f} / {f['mel_alert_specificity']:.2f}")
+              + " | ".join(f"{f['per_class'][c]['recall']:.2f}" for c in CODES)
+              + f" | {alert['sensitivity']:.2f} / {alert['specificity']:.2f}")
 
 
 if __name__ == "__main__":

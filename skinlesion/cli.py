@@ -152,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate import format_summary
     from .pipeline import evaluate_folder
 
-    result, seen = evaluate_folder(args.model, args.data, only_test_split=args.test_split)
+    result, seen = evaluate_folder(args.model, args.data, only_split="test" if args.test_split else None)
     if seen:
         print(f"warning: {seen} of these {result['images']} images were used to train or tune this model; "
               f"metrics on them are not a fair test (use --test-split, or a folder of unseen images)",

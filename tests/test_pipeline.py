@@ -76,6 +76,14 @@ def test_evaluate_prints_metrics_and_warns_about_seen_images(tiny_model, tiny_ha
     assert "were used to train" not in captured.err
 
 
+def test_evaluate_folder_keeps_one_split_of_the_models_own(tiny_model, tiny_ham):
+    from skinlesion.pipeline import evaluate_folder
+
+    val_images = sum(1 for line in (tiny_model / "split.csv").read_text().splitlines() if line.endswith(",val"))
+    result, seen = evaluate_folder(tiny_model, tiny_ham, only_split="val")
+    assert result["images"] == val_images > 0 and seen == val_images  # the model was tuned on every one of them
+
+
 def test_a_retrain_with_the_same_seed_and_config_repeats_exactly(tiny_model, tiny_ham, tmp_path):
     saved = TrainConfig.load(tiny_model / TRAIN_CONFIG_NAME)
     # every network setting is written out, so that a change of the defaults cannot change what the file repeats
