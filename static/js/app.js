@@ -10,6 +10,7 @@ import { Camera, cameraProblem, cameraSupported } from './camera.js';
 import { load, numTensors, topK } from './classifier.js';
 import { CropStep } from './crop.js';
 import { drawActivationMap } from './explain.js';
+import { offlineSupported, registerServiceWorker } from './offline.js';
 import {
   defaultFrame, drawFrame, fromBitmap, ImageProblem, looksLikeImage, modelInput, readImage, stem,
 } from './images.js';
@@ -440,24 +441,23 @@ const SERVICE_WORKER_DELAY_MS = 2000;
 
 // Listened for from the start, not from the delayed registration: a reload checks for a new sw.js at once, and the
 // new worker can take over before the registration runs.
-if ('serviceWorker' in navigator && navigator.serviceWorker.controller) {
+if (offlineSupported && navigator.serviceWorker.controller) {
   navigator.serviceWorker.addEventListener('controllerchange', () => {
     showMessage('A new version of this site has been installed; reload the page to use it.', 'info');
   }, { once: true });
 }
 
-async function registerServiceWorker() {
-  if (!('serviceWorker' in navigator)) {
+async function setUpOfflineUse() {
+  if (!offlineSupported) {
     els.offline.textContent = 'Offline use: not available in this browser.';
     return;
   }
   try {
-    await navigator.serviceWorker.register('sw.js');
-    await navigator.serviceWorker.ready;
+    await registerServiceWorker();
     els.offline.textContent = 'Offline use: ready. This page and the model now work without a network.';
   } catch (err) {
     els.offline.textContent = `Offline use: not available (${err.message}).`;
   }
 }
 
-modelReady.catch(() => {}).finally(() => setTimeout(registerServiceWorker, SERVICE_WORKER_DELAY_MS));
+modelReady.catch(() => {}).finally(() => setTimeout(setUpOfflineUse, SERVICE_WORKER_DELAY_MS));
