@@ -28,7 +28,7 @@ class TrainConfig:
     # The network's initial weights, dropout and batch order only; None = seed. Several starts of one recipe then
     # share the split and the feature cache (two starts of one recipe moved test BA by 5 points: docs/experiments.md)
     start_seed: int | None = None
-    views: int = 8  # cached views per training image: the original + (views - 1) augmented copies (13.2 GB on disk)
+    views: int = 8  # cached views per training image: the original + (views - 1) augmented copies (1.65 GB each)
     batch_size: int = 32
     head_epochs: int = 30  # cheap: the head trains on pooled features computed once
     head_learning_rate: float = 1e-3
