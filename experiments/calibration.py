@@ -1,0 +1,129 @@
+"""Which calibration to ship, chosen inside the validation split only (the test split is never read here).
+
+The model folder's network gives its uncalibrated probabilities on its own validation images (the shipped
+temperature undone). Each candidate calibration is fitted on 4 of 5 lesion-grouped, class-stratified folds of the
+validation split and applied to the fifth; the out-of-fold probabilities of all validation images are then scored
+(ECE over 15 bins, negative log-likelihood, balanced accuracy, accuracy, melanoma recall), for several fold seeds.
+The rule we fixed before the first run is in docs/experiments.md.
+
+    .venv/bin/python experiments/calibration.py --data ../shared/data/ham10000 [--model model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.metrics import balanced_accuracy_score, log_loss
+from sklearn.model_selection import StratifiedGroupKFold
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from skinlesion.classes import CODES  # noqa: E402
+from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
+from skinlesion.evaluate import MEL, expected_calibration_error, fit_temperature  # noqa: E402
+from skinlesion.model import load_network  # noqa: E402
+from skinlesion.pipeline import _predict_frame  # noqa: E402
+from skinlesion.recipe import TrainConfig  # noqa: E402
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(1, keepdims=True)
+
+
+class Identity:
+    name = "none"
+
+    def fit(self, logits: np.ndarray, labels: np.ndarray) -> "Identity":
+        return self
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        return _softmax(logits)
+
+
+class Temperature:
+    """softmax(z / T), T by NLL: what the pipeline ships; the argmax never changes."""
+    name = "temperature"
+
+    def fit(self, logits: np.ndarray, labels: np.ndarray) -> "Temperature":
+        self.temperature = fit_temperature(_softmax(logits), labels)
+        return self
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        return _softmax(logits / self.temperature)
+
+
+class TemperatureAndBias:
+    """softmax(z / T + b), T and b by NLL (b sums to 0): undoes a class lean, so the argmax can change."""
+    name = "temperature + class bias"
+
+    def fit(self, logits: np.ndarray, labels: np.ndarray) -> "TemperatureAndBias":
+        def nll(params: np.ndarray) -> float:
+            p = _softmax(logits * np.exp(-params[0]) + (params[1:] - params[1:].mean()))
+            return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+        params = minimize(nll, np.zeros(1 + logits.shape[1]), method="L-BFGS-B").x
+        self.temperature, self.bias = float(np.exp(params[0])), params[1:] - params[1:].mean()
+        return self
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        return _softmax(logits / self.temperature + self.bias)
+
+
+CANDIDATES = (Identity, Temperature, TemperatureAndBias)
+
+
+def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    predicted = probabilities.argmax(1)
+    return {"ECE": expected_calibration_error(probabilities, labels),
+            "NLL": log_loss(labels, probabilities, labels=list(range(len(CODES)))),
+            "BA": balanced_accuracy_score(labels, predicted),
+            "accuracy": float((predicted == labels).mean()),
+            "mel recall": float((predicted[labels == MEL] == MEL).mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=Path("model"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--fold-seeds", type=int, default=10)
+    args = parser.parse_args()
+
+    network = load_network(args.model)
+    val = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed).val
+    labels, groups = val["label"].to_numpy(), val["group"].to_numpy()
+    # log p of the shipped (tempered) probabilities is z / T plus a constant per row: times T gives the logits.
+    logits = np.log(np.clip(_predict_frame(network, val)["probabilities"], 1e-12, 1.0)) * network.config.temperature
+    print(f"{args.model}: {len(labels)} validation images, {len(set(groups))} lesions; "
+          f"shipped temperature {network.config.temperature:.3f}")
+
+    table = {c.name: [] for c in CANDIDATES}
+    for fold_seed in range(args.fold_seeds):
+        folds = StratifiedGroupKFold(args.folds, shuffle=True, random_state=fold_seed)
+        out_of_fold = {c.name: np.zeros_like(logits) for c in CANDIDATES}
+        for fit_rows, held_rows in folds.split(logits, labels, groups):
+            for candidate in CANDIDATES:
+                fitted = candidate().fit(logits[fit_rows], labels[fit_rows])
+                out_of_fold[candidate.name][held_rows] = fitted.apply(logits[held_rows])
+        for name, probabilities in out_of_fold.items():
+            table[name].append(scores(probabilities, labels))
+
+    print(f"out-of-fold scores on validation, {args.folds} folds, mean [min, max] over {args.fold_seeds} fold seeds:")
+    keys = list(scores(_softmax(logits), labels))
+    print("calibration | " + " | ".join(keys))
+    for name, rows in table.items():
+        cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, {max(r[k] for r in rows):.4f}]"
+                 for k in keys]
+        print(f"{name} | " + " | ".join(cells))
+    for candidate in CANDIDATES[1:]:
+        fitted = candidate().fit(logits, labels)
+        print(f"{candidate.name}, fitted on all of validation: T {fitted.temperature:.3f}"
+              + (f", bias {dict(zip(CODES, np.round(fitted.bias, 3)))}" if hasattr(fitted, "bias") else ""))
+
+
+if __name__ == "__main__":
+    main()
