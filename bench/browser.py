@@ -298,6 +298,17 @@ def _open(page, url: str, timeout_ms: int) -> dict:
             "backend": first["backend"]}
 
 
+def _reopen(page, traffic: Traffic, url: str, timeout_ms: int, loads: int) -> tuple[list[dict], dict]:
+    """Load `url` again `loads` times in the same page (warm caches): the loads' timings and the last one's
+    traffic."""
+    opened, last_traffic = [], {}
+    for _ in range(loads):
+        opened.append(_open(page, url, timeout_ms))
+        traffic.wait_quiet(page)
+        last_traffic = traffic.take()
+    return opened, last_traffic
+
+
 def _loads(opened: list[dict]) -> dict:
     """Median and range of each timing over repeated loads."""
     out = {"n": len(opened), "backend": opened[0]["backend"]}
@@ -323,7 +334,7 @@ def bench_backend(browser, root_url: str, query: str, site_dir: Path, names: lis
     image_urls = [f"{IMAGES_DIR}/{name}" for name in names[:images]]
     init = (READY_OBSERVER, FIRST_RESULT % {"url": json.dumps(image_urls[0])})
     result: dict = {"errors": []}
-    cold, warm, warm_http = [], [], []
+    cold = []
 
     context, traffic, page = _fresh(browser, init, root_url, site_dir)
     page.on("pageerror", lambda e: result["errors"].append(str(e)))
@@ -347,10 +358,7 @@ def bench_backend(browser, root_url: str, query: str, site_dir: Path, names: lis
         traffic.wait_quiet(page)
         traffic.take()
 
-        for _ in range(loads):
-            warm.append(_open(page, url, timeout_ms))
-            traffic.wait_quiet(page)
-            warm_traffic = traffic.take()
+        warm, warm_traffic = _reopen(page, traffic, url, timeout_ms, loads)
     finally:
         context.close()
 
@@ -367,10 +375,7 @@ def bench_backend(browser, root_url: str, query: str, site_dir: Path, names: lis
         _open(page, url, timeout_ms)
         traffic.wait_quiet(page)
         traffic.take()
-        for _ in range(loads):
-            warm_http.append(_open(page, url, timeout_ms))
-            traffic.wait_quiet(page)
-            warm_http_traffic = traffic.take()
+        warm_http, warm_http_traffic = _reopen(page, traffic, url, timeout_ms, loads)
     finally:
         context.close()
     result["cold"] = {**_loads(cold), "traffic": cold_traffic}
