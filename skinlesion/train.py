@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score
+from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from . import SkinLesionError, log
 from .classes import CODES
 from .data import Split, class_weights
 from .model import Network, keras, load_inputs, tf
-from .recipe import OPTIMIZERS, TrainConfig, augmentation
+from .recipe import OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation
 from .views import CachedViews
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -95,25 +95,30 @@ class LinearWarmUp(keras.callbacks.Callback):
             self.model.optimizer.learning_rate.assign(self.target * step / self.total_steps)
 
 
-class ValidationBalancedAccuracy(keras.callbacks.Callback):
-    """Adds val_balanced_accuracy to the epoch logs, for the checkpoint, LR schedule and early stopping."""
+class ValidationScores(keras.callbacks.Callback):
+    """Adds val_balanced_accuracy and val_loss (plain log loss) to the epoch logs, for the checkpoint, LR schedule
+    and early stopping."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray):
         super().__init__()
         self.features, self.labels = features, labels
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        predicted = self.model.predict(self.features, batch_size=64, verbose=0).argmax(1)
-        score = balanced_accuracy_score(self.labels, predicted)
+        probabilities = self.model.predict(self.features, batch_size=64, verbose=0)
+        score = balanced_accuracy_score(self.labels, probabilities.argmax(1))
+        loss = log_loss(self.labels, probabilities, labels=range(probabilities.shape[1]))
         if logs is not None:
-            logs["val_balanced_accuracy"] = score
-        log.info("  epoch %d: val balanced accuracy %.4f", epoch + 1, score)
+            logs.update(val_balanced_accuracy=score, val_loss=loss)
+        log.info("  epoch %d: val balanced accuracy %.4f, val loss %.4f", epoch + 1, score, loss)
 
 
 def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
                epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path, warmup_epochs: int = 0,
-               optimizer: str = "adam", ema: float = 0.0) -> dict:
+               optimizer: str = "adam", ema: float = 0.0, schedule_monitor: str = "val_balanced_accuracy") -> dict:
     """One training phase; leaves the best-on-validation weights (or their moving average, `ema` > 0) in `model`.
+
+    The checkpoint keeps the best val balanced accuracy; ReduceLROnPlateau and EarlyStopping watch
+    `schedule_monitor` (val_balanced_accuracy, or the smoother val_loss).
 
     A finished phase is recorded in run_dir and skipped when the run is resumed; an interrupted one resumes from its
     last finished epoch (BackupAndRestore).
@@ -123,17 +128,18 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
         model.load_weights(checkpoint)
         log.info("%s: already done in this run folder, skipped", name)
         return json.loads(done.read_text())
-    monitor = dict(monitor="val_balanced_accuracy", mode="max")
+    best = dict(monitor="val_balanced_accuracy", mode="max")
+    schedule = dict(monitor=schedule_monitor, mode=SCHEDULE_MONITORS[schedule_monitor])
     model.compile(
         optimizer=OPTIMIZERS[optimizer](learning_rate, **({"use_ema": True, "ema_momentum": ema} if ema else {})),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
     callbacks = [
-        ValidationBalancedAccuracy(val_features, val_labels),  # first: the others read its value
-        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
-        keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=True, save_weights_only=True, **monitor),
-        keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, **monitor),
+        ValidationScores(val_features, val_labels),  # first: the others read its values
+        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **schedule),
+        keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=True, save_weights_only=True, **best),
+        keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, **schedule),
         keras.callbacks.CSVLogger(run_dir / f"{name}.log.csv", append=True),
         keras.callbacks.BackupAndRestore(run_dir / f"{name}.backup"),
     ]
@@ -211,5 +217,6 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     network.set_top_trainable(backbone=True)
     stages["fine_tune"] = _fit_phase("fine_tune", network.top, batches(train_features), val_features, val_labels,
                                      config.fine_tune_epochs, config.fine_tune_learning_rate, config, run_dir,
-                                     config.fine_tune_warmup_epochs, config.fine_tune_optimizer, config.fine_tune_ema)
+                                     config.fine_tune_warmup_epochs, config.fine_tune_optimizer, config.fine_tune_ema,
+                                     config.fine_tune_monitor)
     return stages

@@ -1,11 +1,13 @@
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import keras
-from skinlesion.recipe import TrainConfig
+from skinlesion.recipe import SCHEDULE_MONITORS, TrainConfig
 from skinlesion.train import LinearWarmUp, _fit_phase
 from skinlesion.views import CachedViews
 
@@ -36,6 +38,9 @@ def test_config_file_errors_are_clear(tmp_path):
         TrainConfig.load(path)
     path.write_text(json.dumps({"fine_tune_optimizer": "sgd", "fine_tune_learning_rate": 0.003}))
     assert TrainConfig.load(path).fine_tune_optimizer == "sgd"
+    path.write_text(json.dumps({"fine_tune_monitor": "val_accuracy"}))
+    with pytest.raises(SkinLesionError, match="fine_tune_monitor must be one of val_balanced_accuracy, val_loss"):
+        TrainConfig.load(path)
     path.write_text(json.dumps({"fine_tune_ema": 1.0}))
     with pytest.raises(SkinLesionError, match="fine_tune_ema must be at least 0"):
         TrainConfig.load(path)
@@ -55,29 +60,39 @@ def test_config_file_errors_are_clear(tmp_path):
         TrainConfig.load(path)
 
 
-def _one_epoch(tmp_path, ema: float) -> tuple[np.ndarray, np.ndarray]:
-    """(start, kept) kernel of a Dense layer after one epoch of 20 Adam steps of 1.0 in one direction (every label
-    0, positive features), with the same seed each time, so that every run follows the same raw weights."""
+def _fit_one_direction(run_dir: Path, epochs: int, rate: float, **options) -> tuple[np.ndarray, np.ndarray]:
+    """(start, kept) kernel of a Dense layer after `epochs` epochs of 20 Adam steps each in one direction (every
+    label 0, positive features), with the same seed each time, so that every run follows the same raw weights."""
     rng = np.random.default_rng(0)
     features, labels = np.abs(rng.normal(size=(1, 200, 8))).astype(np.float16), np.zeros(200, int)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(7, activation="softmax")])
     start = model.get_weights()[0].copy()
     config = TrainConfig(batch_size=10)
-    run_dir = tmp_path / f"ema-{ema}"
     run_dir.mkdir()
     batches = CachedViews(features, labels, {0: 1.0}, config.batch_size, config.seed)
-    _fit_phase("phase", model, batches, features[0].astype(np.float32), labels, 1, 1.0, config, run_dir, ema=ema)
+    _fit_phase("phase", model, batches, features[0].astype(np.float32), labels, epochs, rate, config, run_dir,
+               **options)
     return start, model.get_weights()[0]
 
 
 def test_fit_phase_keeps_the_moving_average_when_asked(tmp_path):
-    start, raw = _one_epoch(tmp_path, 0.0)
-    _, averaged = _one_epoch(tmp_path, 0.99)
-    _, almost_raw = _one_epoch(tmp_path, 1e-6)
+    start, raw = _fit_one_direction(tmp_path / "raw", 1, 1.0)
+    _, averaged = _fit_one_direction(tmp_path / "averaged", 1, 1.0, ema=0.99)
+    _, almost_raw = _fit_one_direction(tmp_path / "almost-raw", 1, 1.0, ema=1e-6)
     np.testing.assert_allclose(almost_raw, raw, atol=1e-4)  # momentum ~0: the average is the last step
     # momentum 0.99 over 20 steps: mostly the first steps' weights, well short of where training went
     assert np.abs(averaged - start).mean() < 0.75 * np.abs(raw - start).mean()
+
+
+def test_learning_rate_plateau_watches_the_chosen_validation_score(tmp_path):
+    # One class only: val BA is 1.0 after the first epoch and cannot improve, while the val loss still falls
+    for monitor in SCHEDULE_MONITORS:
+        _fit_one_direction(tmp_path / monitor, 4, 0.01, schedule_monitor=monitor)
+    by_ba, by_loss = (pd.read_csv(tmp_path / monitor / "phase.log.csv") for monitor in SCHEDULE_MONITORS)
+    assert (by_ba["val_balanced_accuracy"] == 1.0).all() and by_loss["val_loss"].is_monotonic_decreasing
+    np.testing.assert_allclose(by_ba["learning_rate"], [0.01, 0.01, 0.01, 0.005])  # halved after 2 flat epochs
+    np.testing.assert_allclose(by_loss["learning_rate"], 0.01)  # never halved: the loss still improves
 
 
 def test_mixup_mixes_features_labels_and_weights_alike():
