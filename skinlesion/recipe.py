@@ -41,7 +41,7 @@ class TrainConfig:
     # step) instead of the weights themselves; it smooths the noisy steps of small-batch training
     fine_tune_ema: float = 0.0
     # What ReduceLROnPlateau and EarlyStopping watch while fine-tuning (the checkpoint keeps the best val BA either
-    # way): "val_balanced_accuracy", or "val_loss", which every validation image moves a little and so is steadier
+    # way): "val_balanced_accuracy", or "val_loss", which every validation image moves, not a few of a small class
     fine_tune_monitor: str = "val_balanced_accuracy"
     # > 0: mixup of the cached features (Beta(mixup, mixup) weights; labels and class weights mixed alike) in both
     # phases, a regularizer for the few cached views; 0 = off
@@ -79,7 +79,7 @@ class TrainConfig:
                                   f"valid: {', '.join(f.name for f in fields(cls))}")
         if raw.get("fine_tune_optimizer", "adam") not in OPTIMIZERS:
             raise SkinLesionError(f"{path}: fine_tune_optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if raw.get("fine_tune_monitor", "val_balanced_accuracy") not in SCHEDULE_MONITORS:
+        if raw.get("fine_tune_monitor", cls.fine_tune_monitor) not in SCHEDULE_MONITORS:
             raise SkinLesionError(f"{path}: fine_tune_monitor must be one of {', '.join(SCHEDULE_MONITORS)}")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")

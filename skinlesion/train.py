@@ -118,7 +118,7 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
     """One training phase; leaves the best-on-validation weights (or their moving average, `ema` > 0) in `model`.
 
     The checkpoint keeps the best val balanced accuracy; ReduceLROnPlateau and EarlyStopping watch
-    `schedule_monitor` (val_balanced_accuracy, or the smoother val_loss).
+    `schedule_monitor` (val_balanced_accuracy or val_loss).
 
     A finished phase is recorded in run_dir and skipped when the run is resumed; an interrupted one resumes from its
     last finished epoch (BackupAndRestore).

@@ -86,10 +86,13 @@ def test_fit_phase_keeps_the_moving_average_when_asked(tmp_path):
 
 
 def test_learning_rate_plateau_watches_the_chosen_validation_score(tmp_path):
-    # One class only: val BA is 1.0 after the first epoch and cannot improve, while the val loss still falls
+    # One class only: val BA is 1.0 from the first epoch and cannot improve, while the val loss still falls
+    assert set(SCHEDULE_MONITORS) == {"val_balanced_accuracy", "val_loss"}
+    logs = {}
     for monitor in SCHEDULE_MONITORS:
         _fit_one_direction(tmp_path / monitor, 4, 0.01, schedule_monitor=monitor)
-    by_ba, by_loss = (pd.read_csv(tmp_path / monitor / "phase.log.csv") for monitor in SCHEDULE_MONITORS)
+        logs[monitor] = pd.read_csv(tmp_path / monitor / "phase.log.csv")
+    by_ba, by_loss = logs["val_balanced_accuracy"], logs["val_loss"]
     assert (by_ba["val_balanced_accuracy"] == 1.0).all() and by_loss["val_loss"].is_monotonic_decreasing
     np.testing.assert_allclose(by_ba["learning_rate"], [0.01, 0.01, 0.01, 0.005])  # halved after 2 flat epochs
     np.testing.assert_allclose(by_loss["learning_rate"], 0.01)  # never halved: the loss still improves
