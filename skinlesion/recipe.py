@@ -33,21 +33,21 @@ class TrainConfig:
     batch_size: int = 32
     head_epochs: int = 30  # cheap: the head trains on pooled features computed once
     head_learning_rate: float = 1e-3
-    fine_tune_epochs: int = 22
-    fine_tune_learning_rate: float = 2e-4
+    fine_tune_epochs: int = 26
+    fine_tune_learning_rate: float = 5e-5
     fine_tune_warmup_epochs: int = 0  # linear learning-rate warm-up at the start of fine-tuning; 0 = none
     fine_tune_optimizer: str = "adam"  # "adam", or "sgd" (momentum 0.9: steps scale with the gradient)
     # > 0: validate, checkpoint and keep an exponential moving average of the fine-tuned weights (this momentum per
     # step) instead of the weights themselves; it smooths the noisy steps of small-batch training
-    fine_tune_ema: float = 0.0
+    fine_tune_ema: float = 0.998
     # What ReduceLROnPlateau and EarlyStopping watch while fine-tuning (the checkpoint keeps the best val BA either
     # way): "val_balanced_accuracy", or "val_loss", which every validation image moves, not a few of a small class
-    fine_tune_monitor: str = "val_balanced_accuracy"
+    fine_tune_monitor: str = "val_loss"
     # > 0: mixup of the cached features (Beta(mixup, mixup) weights; labels and class weights mixed alike) in both
     # phases, a regularizer for the few cached views; 0 = off
     mixup: float = 0.0
-    class_weight_power: float = 0.5  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
-    # class code -> factor on its weight; the shipped recipe (e10) doubles melanoma's, so fewer melanomas are missed
+    class_weight_power: float = 0.3  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
+    # class code -> factor on its weight; the shipped recipe (e18) doubles melanoma's, so fewer melanomas are missed
     class_weight_boost: dict = field(default_factory=lambda: {"mel": 2.0})
     label_smoothing: float = 0.1
     early_stopping_patience: int = 6
