@@ -412,7 +412,9 @@ def _facts(report: dict, metadata: dict) -> list[dict]:
     if "quantization" in model:
         facts.append({"label": "Weights", "value": str(model["quantization"])})
     if isinstance(training.get("wall_time_s"), (int, float)):
-        facts.append({"label": "Training time", "value": f"{training['wall_time_s'] / 60:.0f} min"})
+        reused = (training.get("stages") or {}).get("cache_features", {}).get("reused") is True
+        facts.append({"label": "Training time", "value": f"{training['wall_time_s'] / 60:.0f} min"
+                      + (", reusing the frozen-feature cache of an earlier run" if reused else "")})
     for key, label in (("seed", "Random seed"), ("date", "Trained on")):
         if key in training:
             facts.append({"label": label, "value": _value(training[key])})

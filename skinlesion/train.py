@@ -188,6 +188,8 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     stages: dict[str, dict] = {}
 
     started = time.perf_counter()
+    # Recorded, so that the report's wall time is not read as a from-scratch retrain when this stage was skipped
+    reused_cache = (run_dir / "cache_train.npy").is_file()
     log.info("caching frozen features: train x %d views, validation", config.views)
     train_features = _cached(run_dir / "cache_train.npy",
                              lambda path: cache_features(network, split.train, config.views, config, path))
@@ -195,7 +197,8 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
                            lambda path: cache_features(network, split.val, 1, config, path))[0]
     val_features = val_features.astype(np.float32)
     stages["cache_features"] = {"wall_time_s": round(time.perf_counter() - started, 1),
-                                "train_views": config.views, "bytes": int(train_features.nbytes)}
+                                "train_views": config.views, "bytes": int(train_features.nbytes),
+                                "reused": reused_cache}
 
     train_labels, val_labels = split.train["label"].to_numpy(), split.val["label"].to_numpy()
     weights = class_weights(train_labels, config.class_weight_power, config.class_weight_boost)

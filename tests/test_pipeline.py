@@ -121,6 +121,9 @@ def test_training_again_in_the_same_run_folder_reuses_every_stage(tiny_model, ti
     for phase in ("train_head", "fine_tune"):
         assert f"{phase}: already done in this run folder, skipped" in caplog.text
         assert stages[phase] == json.loads((run / f"{phase}.done.json").read_text())
+    # the report then says its wall time left out the cache, which the first run computed
+    assert stages["cache_features"]["reused"] is True
+    assert json.loads((tiny_model / "report.json").read_text())["training"]["stages"]["cache_features"]["reused"] is False
 
 
 def test_export_fuses_every_convolution(tiny_model):

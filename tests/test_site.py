@@ -268,6 +268,16 @@ def test_model_card_shows_a_test_split_caveat_only_when_the_report_has_one(model
     assert "Test split caveat" not in html  # shown once, where the test figures are, not again as an unknown key
 
 
+def test_model_card_says_when_the_training_time_left_out_the_feature_cache(model_dir: Path, tmp_path: Path) -> None:
+    report = _report()
+    first = (site.build_site(model_dir, tmp_path / "a") / "model-card.html").read_text(encoding="utf-8")
+    assert "30 min" in first and "reusing the frozen-feature cache" not in first
+    report["training"]["stages"]["cache_features"] = {"wall_time_s": 3.0, "reused": True}
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "b") / "model-card.html").read_text(encoding="utf-8")
+    assert "30 min, reusing the frozen-feature cache of an earlier run" in html
+
+
 def test_model_card_without_warnings_says_nothing_about_them(model_dir: Path, tmp_path: Path) -> None:
     (model_dir / "report.json").write_text(json.dumps(_contract_report()))
     html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
