@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 
 from skinlesion import SkinLesionError
-from skinlesion.model import keras
+from skinlesion.model import ModelConfig, keras
 from skinlesion.recipe import SCHEDULE_MONITORS, TrainConfig
 from skinlesion.train import LinearWarmUp, _fit_phase
 from skinlesion.views import CachedViews
@@ -149,3 +150,13 @@ def test_feature_cache_is_written_to_a_file_and_a_half_written_one_is_not_reused
     np.testing.assert_array_equal(cached[0], frozen.predict(scaled, verbose=0).astype(np.float16))
     assert not np.array_equal(cached[1], cached[0])  # the second view is augmented
     assert np.array_equal(_cached(path, lambda partial: pytest.fail("recomputed")), cached)
+
+
+def test_the_defaults_are_the_shipped_recipe():
+    """A plain `build.py --retrain` trains the recipe of model/ (README), at another start: the shipped model was
+    chosen among its recipe's starts, so only start_seed may differ."""
+    shipped = TrainConfig.load(Path(__file__).resolve().parents[1] / "model" / "train_config.json")
+    defaults = TrainConfig()
+    differing = {key for key, value in asdict(defaults).items() if key != "network" and getattr(shipped, key) != value}
+    assert differing <= {"start_seed"}, differing
+    assert ModelConfig.from_settings(defaults.network) == ModelConfig.from_settings(shipped.network)
