@@ -3,7 +3,9 @@
 Reads: `HAM10000_metadata.csv` (or the one CSV with `image_id` and `dx` columns) and the images it names, found by
 image_id anywhere under the folder as .jpg/.jpeg/.png (so `images/`, Kaggle's `HAM10000_images_part_1/` + `_part_2/`
 and a flat folder all work). Optional: `newly_discovered_duplicates.csv`, pairs of images of one lesion filed under
-two lesion_ids, merged into one group so that no lesion straddles two splits.
+two lesion_ids, merged into one group so that no lesion straddles two splits. Lesion bounding boxes (`top`, `bottom`,
+`left`, `right` in pixels of the image files, as in `HAM10000_metadata_ext.csv`) are read only for a recipe that
+crops around the lesion (`load_lesion_boxes`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ METADATA_NAME = "HAM10000_metadata.csv"
 DUPLICATES_NAME = "newly_discovered_duplicates.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 REQUIRED_COLUMNS = ("image_id", "dx")
+BOX_COLUMNS = ("top", "bottom", "left", "right")
 SPLITS = ("train", "val", "test")
 
 
@@ -144,6 +147,29 @@ def load_metadata(folder: Path) -> pd.DataFrame:
     df["label"] = df["dx"].map(CODES.index).astype(int)
     log.info("%s: %d images, %d lesions", folder, len(df), df["group"].nunique())
     return df.reset_index(drop=True)
+
+
+def load_lesion_boxes(folder: Path) -> pd.DataFrame:
+    """Lesion bounding boxes by image_id (columns top, bottom, left, right, pixels of the image file), from the one
+    CSV in `folder` that has image_id and those columns (HAM10000: `HAM10000_metadata_ext.csv`)."""
+    folder = Path(folder)
+    for csv in sorted(folder.glob("*.csv")):
+        try:
+            columns = pd.read_csv(csv, nrows=0).columns
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
+            continue
+        if all(c in columns for c in ("image_id", *BOX_COLUMNS)):
+            boxes = pd.read_csv(csv, usecols=["image_id", *BOX_COLUMNS]).dropna()
+            boxes["image_id"] = boxes["image_id"].astype(str).str.strip()
+            bad = boxes[(boxes["bottom"] <= boxes["top"]) | (boxes["right"] <= boxes["left"])]
+            if len(bad):
+                raise SkinLesionError(f"{csv.name}: {len(bad)} lesion box(es) with bottom <= top or right <= left, "
+                                      f"e.g. {bad['image_id'].iloc[0]}")
+            log.info("lesion boxes for %d images from %s", len(boxes), csv.name)
+            return boxes.drop_duplicates("image_id").set_index("image_id")
+    raise SkinLesionError(f"no lesion boxes in {folder}: the recipe crops around the lesion (lesion_crop > 0), which "
+                          f"needs a CSV with the columns image_id, {', '.join(BOX_COLUMNS)} "
+                          f"(HAM10000: HAM10000_metadata_ext.csv); or set lesion_crop to 0")
 
 
 def _one_fold(df: pd.DataFrame, n_splits: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import SkinLesionError, log, ood
 from .classes import index_of
-from .data import Split, load_metadata, split_by_lesion
+from .data import BOX_COLUMNS, Split, load_lesion_boxes, load_metadata, split_by_lesion
 from .evaluate import (
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
@@ -64,6 +64,10 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     # Every network setting written out, so that the saved config repeats this retrain even if the defaults change
     train_config = replace(train_config, network={k: v for k, v in asdict(model_config).items() if k != "temperature"})
     frame = load_metadata(Path(data_dir))
+    if train_config.lesion_crop:
+        # numeric boxes, whichever CSV holds them (load_metadata reads its own columns as text)
+        frame = frame.drop(columns=list(BOX_COLUMNS), errors="ignore").join(load_lesion_boxes(Path(data_dir)),
+                                                                              on="image_id")
     split = split_by_lesion(frame, seed=train_config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with

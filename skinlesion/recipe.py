@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from . import SkinLesionError
 from .classes import CODES
@@ -55,6 +56,10 @@ class TrainConfig:
     shift: float = 0.1
     zoom: float = 0.1
     color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
+    # Share of the augmented views that are crops around the lesion (its box from the data's lesion boxes, with a
+    # random margin, the frame's aspect kept), before the augmentation above: the lesion at other scales and centred,
+    # as a user's crop on the page shows it. 0 = off (no boxes needed)
+    lesion_crop: float = 0.0
     # The network's settings (fields of ModelConfig, skinlesion/model.py; those left out take its defaults), e.g.
     # {"height": 150, "width": 200}. A retrain saves all of them here, so that this one file repeats it
     network: dict = field(default_factory=dict)
@@ -83,6 +88,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_monitor must be one of {', '.join(SCHEDULE_MONITORS)}")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
+        if not 0 <= raw.get("lesion_crop", 0) <= 1:
+            raise SkinLesionError(f"{path}: lesion_crop must be a share between 0 (off) and 1")
         if raw.get("mixup", 0) < 0:
             raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
         boost = raw.get("class_weight_boost", {})
@@ -112,3 +119,24 @@ def augmentation(config: TrainConfig) -> keras.Sequential:
             keras.layers.RandomContrast(config.color_jitter, value_range=(0, 255), seed=config.seed + 5),
         ]
     return keras.Sequential(layers, name="augmentation")
+
+
+LESION_CROP_MARGIN = (1.25, 2.0)  # the crop's side over the lesion box's longer side (both as shares of the frame)
+LESION_CROP_SMALLEST = 0.4  # no crop smaller than this share of the frame: the photos are only 200 x 150
+
+
+def lesion_crop_boxes(lesions: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Crop boxes (n, 4) as (y1, x1, y2, x2) shares of the frame, for `tf.image.crop_and_resize`: for a random
+    `share` of the rows, a square (in shares, so the frame's aspect) around the lesion box `lesions` (n, 4; same
+    layout), its side the box's longer side times a random margin, moved inside the frame; the whole frame for the
+    other rows and for rows without a box (NaN)."""
+    n = len(lesions)
+    crops = np.tile(np.array([0, 0, 1, 1], np.float32), (n, 1))
+    chosen = (rng.random(n) < share) & ~np.isnan(lesions).any(axis=1)
+    margin = rng.uniform(*LESION_CROP_MARGIN, n)
+    box = lesions[chosen]
+    side = np.clip(np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]) * margin[chosen],
+                   LESION_CROP_SMALLEST, 1.0)
+    start = np.clip((box[:, :2] + box[:, 2:]) / 2 - side[:, None] / 2, 0.0, 1.0 - side[:, None])
+    crops[chosen] = np.column_stack([start, start + side[:, None]])
+    return crops

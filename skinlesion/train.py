@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from . import SkinLesionError, log
 from .classes import CODES
-from .data import Split, class_weights
-from .model import Network, keras, load_inputs, tf
-from .recipe import OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation
+from .data import BOX_COLUMNS, Split, class_weights
+from .model import ModelConfig, Network, center_crop_box, keras, load_inputs, tf
+from .recipe import OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation, lesion_crop_boxes
 from .views import CachedViews
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -53,21 +54,44 @@ def distribution_strategy(name: str, cpu_devices: int = 0) -> tf.distribute.Stra
     return tf.distribute.get_strategy()
 
 
+def lesion_boxes_in_inputs(frame: pd.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The lesion boxes of `frame` (pixels of each image file) as (y1, x1, y2, x2) shares of the network's input, which
+    is the file's centred crop at the model's aspect (`center_crop_box`); NaN rows where a box is missing."""
+    boxes = np.full((len(frame), 4), np.nan, np.float32)
+    if not all(c in frame.columns for c in BOX_COLUMNS):
+        return boxes
+    for i, (path, top, bottom, left, right) in enumerate(frame[["path", *BOX_COLUMNS]].itertuples(index=False)):
+        if pd.notna(top):
+            with Image.open(path) as image:  # reads the header only
+                x0, y0, crop_w, crop_h = center_crop_box(*image.size, config.width, config.height)
+            boxes[i] = np.clip([(top - y0) / crop_h, (left - x0) / crop_w, (bottom - y0) / crop_h,
+                                (right - x0) / crop_w], 0, 1)
+    return boxes
+
+
 def cache_features(network: Network, frame: pd.DataFrame, views: int, config: TrainConfig, path: Path,
                    chunk: int = 128) -> None:
     """Writes frozen-backbone features, float16 (views, n, h, w, c), to the .npy file `path`: view 0 of the images
-    as they are, the rest augmented. Filled through a memory map: 8 views of the training split at 150 x 200 are
-    13 GB, more than fits in memory beside the training.
+    as they are, the rest augmented (with `config.lesion_crop`, a share of them first cropped around the lesion box
+    of `frame`'s columns top, bottom, left, right). Filled through a memory map: 8 views of the training split at
+    150 x 200 are 13 GB, more than fits in memory beside the training.
     """
     augmentation_layers = augmentation(config)
     augment = tf.function(lambda images: augmentation_layers(images, training=True))  # graph mode: ~3x faster
     paths = list(frame["path"])
+    lesions = lesion_boxes_in_inputs(frame, network.config) if config.lesion_crop else None
+    crop_rng = np.random.default_rng(config.seed + 6)  # the augmentation layers take seed .. seed + 5
+    size = (network.config.height, network.config.width)
     out = np.lib.format.open_memmap(path, "w+", np.float16, (views, len(paths), *network.frozen.output.shape[1:]))
     scale = keras.layers.Rescaling(1 / 127.5, offset=-1)
     for start in range(0, len(paths), chunk):
         images = load_inputs(paths[start:start + chunk], network.config)
         for view in range(views):
-            batch = images if view == 0 else augment(images)
+            batch = images
+            if view and lesions is not None:
+                crops = lesion_crop_boxes(lesions[start:start + len(images)], config.lesion_crop, crop_rng)
+                batch = tf.image.crop_and_resize(batch, crops, tf.range(len(images)), size)
+            batch = batch if view == 0 else augment(batch)
             out[view, start:start + len(images)] = network.frozen.predict(scale(batch), batch_size=64, verbose=0)
         log.info("  cached %d/%d images x %d view(s)", min(start + chunk, len(paths)), len(paths), views)
     out.flush()

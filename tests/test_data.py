@@ -7,7 +7,7 @@ import pytest
 from conftest import make_subset
 from skinlesion import SkinLesionError
 from skinlesion.classes import CODES
-from skinlesion.data import class_weights, load_metadata, split_by_lesion
+from skinlesion.data import BOX_COLUMNS, class_weights, load_lesion_boxes, load_metadata, split_by_lesion
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,23 @@ def test_a_class_weight_boost_multiplies_that_class_before_normalizing():
     assert boosted[4] / boosted[0] == pytest.approx(2 * plain[4] / plain[0])
     assert boosted[5] / boosted[0] == pytest.approx(plain[5] / plain[0])
     assert np.mean([boosted[int(y)] for y in labels]) == pytest.approx(1.0)
+
+
+def test_lesion_boxes_come_from_the_csv_that_has_them(ham_dir, tmp_path):
+    boxes = load_lesion_boxes(ham_dir)  # HAM10000_metadata_ext.csv, beside the metadata without boxes
+    assert list(boxes.columns) == list(BOX_COLUMNS) and len(boxes) == 10015
+    assert (boxes["bottom"] > boxes["top"]).all() and (boxes["right"] > boxes["left"]).all()
+    folder = make_subset(ham_dir, tmp_path / "d", per_class=1)
+    with pytest.raises(SkinLesionError, match="no lesion boxes in .*lesion_crop"):
+        load_lesion_boxes(folder)
+    metadata = pd.read_csv(folder / "HAM10000_metadata.csv")
+    metadata.assign(top=10, bottom=5, left=0, right=20).to_csv(folder / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(SkinLesionError, match="bottom <= top"):
+        load_lesion_boxes(folder)
+
+
+def test_joining_the_boxes_leaves_the_split_as_it_was(ham_dir, ham_split):
+    frame = load_metadata(ham_dir).join(load_lesion_boxes(ham_dir), on="image_id")
+    with_boxes = split_by_lesion(frame, seed=42)
+    for name, part in ham_split.parts().items():
+        assert list(with_boxes.parts()[name]["image_id"]) == list(part["image_id"])

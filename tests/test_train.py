@@ -8,7 +8,7 @@ import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import ModelConfig, keras
-from skinlesion.recipe import SCHEDULE_MONITORS, TrainConfig
+from skinlesion.recipe import LESION_CROP_SMALLEST, SCHEDULE_MONITORS, TrainConfig, lesion_crop_boxes
 from skinlesion.train import LinearWarmUp, _fit_phase
 from skinlesion.views import CachedViews
 
@@ -160,3 +160,41 @@ def test_the_defaults_are_the_shipped_recipe():
     differing = {key for key, value in asdict(defaults).items() if key != "network" and getattr(shipped, key) != value}
     assert differing <= {"start_seed"}, differing
     assert ModelConfig.from_settings(defaults.network) == ModelConfig.from_settings(shipped.network)
+
+
+def test_lesion_crops_hold_the_lesion_keep_the_aspect_and_stay_in_the_frame():
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0, 0.7, (500, 2))
+    lesions = np.column_stack([corner, corner + rng.uniform(0.02, 0.3, (500, 2))]).astype(np.float32)
+    lesions[:50] = np.nan  # photos without a box
+    crops = lesion_crop_boxes(lesions, 0.5, np.random.default_rng(1))
+    whole = (crops == [0, 0, 1, 1]).all(axis=1)
+    assert whole[:50].all() and 0.35 < (~whole[50:]).mean() < 0.65
+    cropped, boxes = crops[~whole], lesions[~whole]
+    sides = cropped[:, 2:] - cropped[:, :2]
+    np.testing.assert_allclose(sides[:, 0], sides[:, 1], atol=1e-6)  # equal shares of the frame: its aspect kept
+    assert (sides[:, 0] >= LESION_CROP_SMALLEST - 1e-6).all() and (cropped >= 0).all() and (cropped <= 1).all()
+    assert (cropped[:, :2] <= boxes[:, :2] + 1e-6).all() and (cropped[:, 2:] >= boxes[:, 2:] - 1e-6).all()
+    assert (lesion_crop_boxes(lesions, 0.0, np.random.default_rng(1)) == [0, 0, 1, 1]).all()
+
+
+def test_lesion_crop_must_be_a_share(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"lesion_crop": 1.5}))
+    with pytest.raises(SkinLesionError, match="lesion_crop must be a share"):
+        TrainConfig.load(path)
+
+
+def test_lesion_boxes_are_mapped_through_the_centred_crop(tmp_path):
+    from PIL import Image
+
+    from skinlesion.train import lesion_boxes_in_inputs
+
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (400, 150)).save(path)  # twice the model's width: its middle 200 columns are the input
+    frame = pd.DataFrame({"path": [path, path], "top": [30, np.nan], "bottom": [120, np.nan],
+                          "left": [150, np.nan], "right": [250, np.nan]})
+    boxes = lesion_boxes_in_inputs(frame, ModelConfig(height=150, width=200))
+    np.testing.assert_allclose(boxes[0], [0.2, 0.25, 0.8, 0.75])
+    assert np.isnan(boxes[1]).all()
+    assert np.isnan(lesion_boxes_in_inputs(frame[["path"]], ModelConfig())).all()
