@@ -60,6 +60,19 @@ def find_images(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _csvs_with_columns(folder: Path, columns: tuple[str, ...]) -> list[Path]:
+    """The readable CSVs directly in `folder` whose header has all of `columns`, sorted by name."""
+    found = []
+    for csv in sorted(folder.glob("*.csv")):
+        try:
+            header = pd.read_csv(csv, nrows=0).columns
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
+            continue
+        if all(c in header for c in columns):
+            found.append(csv)
+    return found
+
+
 def _find_metadata_csv(folder: Path) -> Path:
     if not folder.is_dir():
         raise SkinLesionError(f"data folder {folder} does not exist or is not a folder; pass --data DIR, the folder "
@@ -67,14 +80,7 @@ def _find_metadata_csv(folder: Path) -> Path:
     preferred = folder / METADATA_NAME
     if preferred.is_file():
         return preferred
-    candidates = []
-    for csv in sorted(folder.glob("*.csv")):
-        try:
-            columns = pd.read_csv(csv, nrows=0).columns
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
-            continue
-        if all(c in columns for c in REQUIRED_COLUMNS):
-            candidates.append(csv)
+    candidates = _csvs_with_columns(folder, REQUIRED_COLUMNS)
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
@@ -150,26 +156,32 @@ def load_metadata(folder: Path) -> pd.DataFrame:
 
 
 def load_lesion_boxes(folder: Path) -> pd.DataFrame:
-    """Lesion bounding boxes by image_id (columns top, bottom, left, right, pixels of the image file), from the one
-    CSV in `folder` that has image_id and those columns (HAM10000: `HAM10000_metadata_ext.csv`)."""
+    """Lesion bounding boxes by image_id (columns top, bottom, left, right, pixels of the image file), from the first
+    CSV in `folder` that has image_id and those columns (HAM10000: `HAM10000_metadata_ext.csv`). Rows without a box
+    are left out."""
     folder = Path(folder)
-    for csv in sorted(folder.glob("*.csv")):
-        try:
-            columns = pd.read_csv(csv, nrows=0).columns
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
-            continue
-        if all(c in columns for c in ("image_id", *BOX_COLUMNS)):
-            boxes = pd.read_csv(csv, usecols=["image_id", *BOX_COLUMNS]).dropna()
-            boxes["image_id"] = boxes["image_id"].astype(str).str.strip()
-            bad = boxes[(boxes["bottom"] <= boxes["top"]) | (boxes["right"] <= boxes["left"])]
-            if len(bad):
-                raise SkinLesionError(f"{csv.name}: {len(bad)} lesion box(es) with bottom <= top or right <= left, "
-                                      f"e.g. {bad['image_id'].iloc[0]}")
-            log.info("lesion boxes for %d images from %s", len(boxes), csv.name)
-            return boxes.drop_duplicates("image_id").set_index("image_id")
-    raise SkinLesionError(f"no lesion boxes in {folder}: the recipe crops around the lesion (lesion_crop > 0), which "
-                          f"needs a CSV with the columns image_id, {', '.join(BOX_COLUMNS)} "
-                          f"(HAM10000: HAM10000_metadata_ext.csv); or set lesion_crop to 0")
+    found = _csvs_with_columns(folder, ("image_id", *BOX_COLUMNS))
+    if not found:
+        raise SkinLesionError(f"no lesion boxes in {folder}: the recipe crops around the lesion (lesion_crop > 0), "
+                              f"which needs a CSV with the columns image_id, {', '.join(BOX_COLUMNS)} "
+                              f"(HAM10000: HAM10000_metadata_ext.csv); or set lesion_crop to 0")
+    csv = found[0]
+    boxes = pd.read_csv(csv, usecols=["image_id", *BOX_COLUMNS], dtype=str).dropna()
+    boxes["image_id"] = boxes["image_id"].str.strip()
+    numbers = boxes[list(BOX_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    bad = numbers.isna().any(axis=1) | (numbers["bottom"] <= numbers["top"]) | (numbers["right"] <= numbers["left"])
+    if bad.any():
+        raise SkinLesionError(f"{csv.name}: {int(bad.sum())} lesion box(es) that are not numbers or have bottom <= top "
+                              f"or right <= left, e.g. {boxes['image_id'][bad].iloc[0]}")
+    log.info("lesion boxes for %d images from %s", len(boxes), csv.name)
+    return boxes[["image_id"]].join(numbers).drop_duplicates("image_id").set_index("image_id")
+
+
+def with_lesion_boxes(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """`frame` (from `load_metadata`) with numeric columns top, bottom, left, right from `load_lesion_boxes(folder)`;
+    NaN for images without a box. Replaces box columns the metadata CSV itself has (load_metadata reads them as
+    text)."""
+    return frame.drop(columns=list(BOX_COLUMNS), errors="ignore").join(load_lesion_boxes(folder), on="image_id")
 
 
 def _one_fold(df: pd.DataFrame, n_splits: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import SkinLesionError, log, ood
 from .classes import index_of
-from .data import BOX_COLUMNS, Split, load_lesion_boxes, load_metadata, split_by_lesion
+from .data import Split, load_metadata, split_by_lesion, with_lesion_boxes
 from .evaluate import (
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
@@ -65,9 +65,7 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     train_config = replace(train_config, network={k: v for k, v in asdict(model_config).items() if k != "temperature"})
     frame = load_metadata(Path(data_dir))
     if train_config.lesion_crop:
-        # numeric boxes, whichever CSV holds them (load_metadata reads its own columns as text)
-        frame = frame.drop(columns=list(BOX_COLUMNS), errors="ignore").join(load_lesion_boxes(Path(data_dir)),
-                                                                              on="image_id")
+        frame = with_lesion_boxes(frame, Path(data_dir))
     split = split_by_lesion(frame, seed=train_config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with

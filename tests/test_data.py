@@ -7,7 +7,14 @@ import pytest
 from conftest import make_subset
 from skinlesion import SkinLesionError
 from skinlesion.classes import CODES
-from skinlesion.data import BOX_COLUMNS, class_weights, load_lesion_boxes, load_metadata, split_by_lesion
+from skinlesion.data import (
+    BOX_COLUMNS,
+    class_weights,
+    load_lesion_boxes,
+    load_metadata,
+    split_by_lesion,
+    with_lesion_boxes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +128,17 @@ def test_lesion_boxes_come_from_the_csv_that_has_them(ham_dir, tmp_path):
     metadata.assign(top=10, bottom=5, left=0, right=20).to_csv(folder / "HAM10000_metadata.csv", index=False)
     with pytest.raises(SkinLesionError, match="bottom <= top"):
         load_lesion_boxes(folder)
+    metadata.assign(top="ten", bottom=50, left=0, right=20).to_csv(folder / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(SkinLesionError, match="not numbers"):
+        load_lesion_boxes(folder)
+    metadata.assign(top=10, bottom=50, left=0, right=20).to_csv(folder / "HAM10000_metadata.csv", index=False)
+    joined = with_lesion_boxes(load_metadata(folder), folder)  # the metadata's own box columns, as numbers
+    assert (joined["bottom"] == 50).all() and joined["top"].dtype.kind in "if"
 
 
 def test_joining_the_boxes_leaves_the_split_as_it_was(ham_dir, ham_split):
-    frame = load_metadata(ham_dir).join(load_lesion_boxes(ham_dir), on="image_id")
+    frame = with_lesion_boxes(load_metadata(ham_dir), ham_dir)
+    assert frame[list(BOX_COLUMNS)].notna().all().all()
     with_boxes = split_by_lesion(frame, seed=42)
     for name, part in ham_split.parts().items():
         assert list(with_boxes.parts()[name]["image_id"]) == list(part["image_id"])

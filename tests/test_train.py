@@ -198,3 +198,27 @@ def test_lesion_boxes_are_mapped_through_the_centred_crop(tmp_path):
     np.testing.assert_allclose(boxes[0], [0.2, 0.25, 0.8, 0.75])
     assert np.isnan(boxes[1]).all()
     assert np.isnan(lesion_boxes_in_inputs(frame[["path"]], ModelConfig())).all()
+
+
+def test_cached_views_are_cropped_around_the_lesion_before_the_augmentation(ham_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from skinlesion.model import load_inputs, tf
+    from skinlesion.train import cache_features
+
+    config = ModelConfig(height=16, width=20)
+    inputs = keras.Input((16, 20, 3))
+    network = SimpleNamespace(frozen=keras.Model(inputs, inputs), config=config)  # caches the scaled pixels
+    # a lesion of 0.1 x 0.1 of the frame around (0.45, 0.45): the crop is the smallest one, 0.4, whatever the margin
+    frame = pd.DataFrame({"path": sorted((ham_dir / "images").glob("*.jpg"))[:3],
+                          "top": 60, "bottom": 75, "left": 80, "right": 100})
+    recipe = TrainConfig(views=2, lesion_crop=1.0, rotation=0.0, shift=0.0, zoom=0.0, color_jitter=0.0)
+    cache_features(network, frame, 2, recipe, tmp_path / "cache.npy")
+    cached = np.load(tmp_path / "cache.npy")
+    images = load_inputs(list(frame["path"]), config)
+    crops = tf.image.crop_and_resize(images, [[0.25, 0.25, 0.65, 0.65]] * 3, tf.range(3), (16, 20)).numpy()
+    np.testing.assert_allclose(cached[0], images / 127.5 - 1, atol=1e-2)  # view 0: the photo as it is
+    for cached_view, crop in zip(cached[1], crops):  # the only augmentation left is a random flip
+        flips = [np.flip(crop, axes) if axes else crop for axes in ((), (0,), (1,), (0, 1))]
+        # the zero-angle rotation and zero shift resample a little (max 0.02 seen); a wrong flip or crop is off by 0.4+
+        assert min(np.abs(cached_view - (flip / 127.5 - 1)).max() for flip in flips) < 0.05
