@@ -20,6 +20,7 @@ TRAIN_CONFIG_NAME = "train_config.json"
 OPTIMIZERS = {"adam": keras.optimizers.Adam,
               "sgd": lambda rate, **options: keras.optimizers.SGD(rate, momentum=0.9, **options)}
 SCHEDULE_MONITORS = {"val_balanced_accuracy": "max", "val_loss": "min"}  # what the LR plateau may watch, and its mode
+LEARNING_RATE_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class TrainConfig:
     # What ReduceLROnPlateau and EarlyStopping watch while fine-tuning (the checkpoint keeps the best val BA either
     # way): "val_balanced_accuracy", or "val_loss", which every validation image moves, not a few of a small class
     fine_tune_monitor: str = "val_loss"
+    # How the fine-tuning rate moves: "plateau" = ReduceLROnPlateau (halved after 2 epochs without progress on
+    # fine_tune_monitor, down to 1e-5), or "cosine" = cosine decay from fine_tune_learning_rate to 0 at the last of
+    # fine_tune_epochs (after the warm-up, if any), whatever validation does
+    fine_tune_schedule: str = "plateau"
     # > 0: mixup of the cached features (Beta(mixup, mixup) weights; labels and class weights mixed alike) in both
     # phases, a regularizer for the few cached views; 0 = off
     mixup: float = 0.0
@@ -86,6 +91,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_optimizer must be one of {', '.join(OPTIMIZERS)}")
         if raw.get("fine_tune_monitor", cls.fine_tune_monitor) not in SCHEDULE_MONITORS:
             raise SkinLesionError(f"{path}: fine_tune_monitor must be one of {', '.join(SCHEDULE_MONITORS)}")
+        if raw.get("fine_tune_schedule", cls.fine_tune_schedule) not in LEARNING_RATE_SCHEDULES:
+            raise SkinLesionError(f"{path}: fine_tune_schedule must be one of {', '.join(LEARNING_RATE_SCHEDULES)}")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if not 0 <= raw.get("lesion_crop", 0) <= 1:

@@ -120,8 +120,8 @@ class LinearWarmUp(keras.callbacks.Callback):
 
 
 class ValidationScores(keras.callbacks.Callback):
-    """Adds val_balanced_accuracy and val_loss (plain log loss) to the epoch logs, for the checkpoint, LR schedule
-    and early stopping."""
+    """Adds val_balanced_accuracy and val_loss (plain log loss) to the epoch logs, for the checkpoint, LR plateau
+    and early stopping, and the learning rate, for the record."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray):
         super().__init__()
@@ -131,18 +131,21 @@ class ValidationScores(keras.callbacks.Callback):
         probabilities = self.model.predict(self.features, batch_size=64, verbose=0)
         score = balanced_accuracy_score(self.labels, probabilities.argmax(1))
         loss = log_loss(self.labels, probabilities, labels=range(probabilities.shape[1]))
-        if logs is not None:
-            logs.update(val_balanced_accuracy=score, val_loss=loss)
+        if logs is not None:  # and the rate at the epoch's end, before a plateau may lower it
+            logs.update(val_balanced_accuracy=score, val_loss=loss,
+                        learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
         log.info("  epoch %d: val balanced accuracy %.4f, val loss %.4f", epoch + 1, score, loss)
 
 
 def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
                epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path, warmup_epochs: int = 0,
-               optimizer: str = "adam", ema: float = 0.0, schedule_monitor: str = "val_balanced_accuracy") -> dict:
+               optimizer: str = "adam", ema: float = 0.0, schedule_monitor: str = "val_balanced_accuracy",
+               rate_schedule: str = "plateau") -> dict:
     """One training phase; leaves the best-on-validation weights (or their moving average, `ema` > 0) in `model`.
 
-    The checkpoint keeps the best val balanced accuracy; ReduceLROnPlateau and EarlyStopping watch
-    `schedule_monitor` (val_balanced_accuracy or val_loss).
+    The checkpoint keeps the best val balanced accuracy; EarlyStopping watches `schedule_monitor` (val_balanced_accuracy
+    or val_loss), and so does ReduceLROnPlateau with `rate_schedule` "plateau"; with "cosine" the rate falls from
+    `learning_rate` to 0 over the phase's `epochs` (after the warm-up), whatever validation does.
 
     A finished phase is recorded in run_dir and skipped when the run is resumed; an interrupted one resumes from its
     last finished epoch (BackupAndRestore).
@@ -154,14 +157,20 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
         return json.loads(done.read_text())
     best = dict(monitor="val_balanced_accuracy", mode="max")
     schedule = dict(monitor=schedule_monitor, mode=SCHEDULE_MONITORS[schedule_monitor])
+    rate = learning_rate
+    if rate_schedule == "cosine":  # the warm-up, if any, rises linearly from 0 to the rate
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_epochs else learning_rate, (epochs - warmup_epochs) * len(train), alpha=0.0,
+            warmup_target=learning_rate if warmup_epochs else None, warmup_steps=warmup_epochs * len(train))
     model.compile(
-        optimizer=OPTIMIZERS[optimizer](learning_rate, **({"use_ema": True, "ema_momentum": ema} if ema else {})),
+        optimizer=OPTIMIZERS[optimizer](rate, **({"use_ema": True, "ema_momentum": ema} if ema else {})),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
     callbacks = [
         ValidationScores(val_features, val_labels),  # first: the others read its values
-        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **schedule),
+        *([keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **schedule)]
+          if rate_schedule == "plateau" else []),
         keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=True, save_weights_only=True, **best),
         keras.callbacks.EarlyStopping(patience=config.early_stopping_patience, **schedule),
         keras.callbacks.CSVLogger(run_dir / f"{name}.log.csv", append=True),
@@ -169,7 +178,7 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
     ]
     if ema:  # first of all: the averaged weights are in the model while the others look at it at an epoch's end
         callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    if warmup_epochs:
+    if warmup_epochs and rate_schedule == "plateau":  # a cosine schedule warms up by itself
         callbacks.append(LinearWarmUp(learning_rate, warmup_epochs, len(train)))
     started = time.perf_counter()
     history = model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
@@ -245,5 +254,5 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     stages["fine_tune"] = _fit_phase("fine_tune", network.top, batches(train_features), val_features, val_labels,
                                      config.fine_tune_epochs, config.fine_tune_learning_rate, config, run_dir,
                                      config.fine_tune_warmup_epochs, config.fine_tune_optimizer, config.fine_tune_ema,
-                                     config.fine_tune_monitor)
+                                     config.fine_tune_monitor, config.fine_tune_schedule)
     return stages

@@ -42,6 +42,9 @@ def test_config_file_errors_are_clear(tmp_path):
     path.write_text(json.dumps({"fine_tune_monitor": "val_accuracy"}))
     with pytest.raises(SkinLesionError, match="fine_tune_monitor must be one of val_balanced_accuracy, val_loss"):
         TrainConfig.load(path)
+    path.write_text(json.dumps({"fine_tune_schedule": "step"}))
+    with pytest.raises(SkinLesionError, match="fine_tune_schedule must be one of plateau, cosine"):
+        TrainConfig.load(path)
     path.write_text(json.dumps({"fine_tune_ema": 1.0}))
     with pytest.raises(SkinLesionError, match="fine_tune_ema must be at least 0"):
         TrainConfig.load(path)
@@ -222,3 +225,13 @@ def test_cached_views_are_cropped_around_the_lesion_before_the_augmentation(ham_
         flips = [np.flip(crop, axes) if axes else crop for axes in ((), (0,), (1,), (0, 1))]
         # the zero-angle rotation and zero shift resample a little (max 0.02 seen); a wrong flip or crop is off by 0.4+
         assert min(np.abs(cached_view - (flip / 127.5 - 1)).max() for flip in flips) < 0.05
+
+
+def test_cosine_schedule_falls_to_zero_over_the_phase_whatever_validation_does(tmp_path):
+    # Val BA is flat (one class), which would halve a plateau's rate; the cosine ignores it. 20 steps an epoch
+    _fit_one_direction(tmp_path / "cosine", 4, 0.01, schedule_monitor="val_balanced_accuracy", rate_schedule="cosine")
+    rates = pd.read_csv(tmp_path / "cosine" / "phase.log.csv")["learning_rate"]  # at each epoch's end
+    np.testing.assert_allclose(rates, 0.005 * (1 + np.cos(np.pi * np.arange(1, 5) / 4)), atol=1e-7)
+    _fit_one_direction(tmp_path / "warm", 4, 0.01, warmup_epochs=1, rate_schedule="cosine")
+    rates = pd.read_csv(tmp_path / "warm" / "phase.log.csv")["learning_rate"]  # up in epoch 1, then down over 3
+    np.testing.assert_allclose(rates, [0.01, 0.0075, 0.0025, 0.0], atol=1e-7)
