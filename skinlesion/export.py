@@ -53,6 +53,12 @@ def _layers(model: keras.Model):
             yield from _layers(layer)
 
 
+def _convolution_name(batchnorm: str) -> str:
+    """The name of the convolution a Keras MobileNet BatchNorm follows: conv_pw_1_bn (v1), block_1_expand_BN,
+    Conv_1_bn and bn_Conv1 (V2)."""
+    return batchnorm.removeprefix("bn_").removesuffix("_bn").removesuffix("_BN")
+
+
 def _folded_weights(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> list[np.ndarray]:
     """[kernel, bias] of `conv` with the inference-mode `bn` after it folded in."""
     gamma, beta, mean, variance = (w.astype(np.float64) for w in bn.get_weights())
@@ -122,8 +128,8 @@ def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding:
     The copy is checked against the original on random images (max difference of every output, relative to its
     largest value when that is over 1, under `tolerance`).
     """
-    batchnorm_after = {layer.name.removesuffix("_bn"): layer for layer in _layers(network.full)
-                       if isinstance(layer, keras.layers.BatchNormalization)}  # Keras MobileNet names them so
+    batchnorm_after = {_convolution_name(layer.name): layer for layer in _layers(network.full)
+                       if isinstance(layer, keras.layers.BatchNormalization)}
     convolutions = {layer.name: layer for layer in _layers(network.full)
                     if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
                     and layer.name in batchnorm_after}
@@ -132,7 +138,7 @@ def inference_model(network: Network, tolerance: float = 1e-4, explicit_padding:
 
     def call(layer, *args, **kwargs):
         x = args[0]
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.name.removesuffix("_bn") in convolutions:
+        if isinstance(layer, keras.layers.BatchNormalization) and _convolution_name(layer.name) in convolutions:
             return x
         if (isinstance(layer, keras.layers.ZeroPadding2D) and layer.padding == ((0, 1), (0, 1))
                 and all(side is not None for side in x.shape[1:3])):

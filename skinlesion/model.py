@@ -36,18 +36,24 @@ WEIGHTS_NAME = "weights.npz"
 # Pillow refuses images over ~179 megapixels (decompression-bomb guard); the site downscales huge photos itself.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 OOD_FEATURES = ("frozen", "pooled")  # ModelConfig.ood_features
+# ModelConfig.backbone -> the Keras application that builds it (ImageNet weights: models/<name>*_no_top.h5)
+BACKBONES = {"mobilenet": keras.applications.MobileNet, "mobilenet_v2": keras.applications.MobileNetV2}
+BACKBONE_NAMES = {"mobilenet": "MobileNet v1", "mobilenet_v2": "MobileNetV2"}  # as the report and model card say
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that defines the network and its input; saved next to the weights."""
 
+    backbone: str = "mobilenet"  # a key of BACKBONES: MobileNet v1 or MobileNetV2
     alpha: float = 1.0
     # HAM10000's photos are 200 x 150 (4:3): nothing is squashed or cropped away from them, and a larger input
     # would only upsample them (192 x 256 did, up to e2s; docs/experiments.md, e8)
     height: int = 150
     width: int = 200
-    cut_layer: str = "conv_pw_4_relu"  # MobileNet layers up to here stay frozen; those above are fine-tuned
+    # Backbone layers up to here stay frozen, those above are fine-tuned. In MobileNetV2 a cut must lie between
+    # residual blocks (e.g. "block_5_add"): nothing above it may read a tensor from below it.
+    cut_layer: str = "conv_pw_4_relu"
     dropout: float = 0.25
     temperature: float = 1.0  # logits are divided by it before the softmax (calibration)
     ood_components: int = 64  # principal axes of the training features kept for the out-of-distribution score
@@ -70,6 +76,8 @@ class ModelConfig:
             raise SkinLesionError(f"unknown network setting(s) {', '.join(unknown)}; valid: {', '.join(settable)}")
         if settings.get("ood_features", "frozen") not in OOD_FEATURES:
             raise SkinLesionError(f"ood_features must be one of {', '.join(OOD_FEATURES)}")
+        if settings.get("backbone", "mobilenet") not in BACKBONES:
+            raise SkinLesionError(f"backbone must be one of {', '.join(BACKBONES)}")
         return cls(**settings)
 
     def save(self, folder: Path) -> None:
@@ -149,12 +157,14 @@ class Network:
     - `top`: those features -> probabilities (what fine-tuning fits);
     - `pool`: those features -> pooled features, and `head`: pooled features -> probabilities (what the first
       training phase fits, on pooled features computed once);
-    - `embed`: raw image -> the features the out-of-distribution score reads (to fit its statistics).
+    - `embed`: raw image -> the features the out-of-distribution score reads (to fit its statistics);
+    - `upper`: the backbone above the cut, features -> feature map (part of `top`; what fine-tuning unfreezes).
     """
 
     full: keras.Model
     frozen: keras.Model
     top: keras.Model
+    upper: keras.Model
     pool: keras.Model
     head: keras.Model
     embed: keras.Model
@@ -162,10 +172,8 @@ class Network:
 
     def set_top_trainable(self, backbone: bool) -> None:
         """Head always trainable; the backbone layers of `top` only when `backbone`. BatchNorm stays frozen."""
-        for layer in self.top.layers:
-            if layer.name.startswith(("conv_", "conv1")):
-                is_bn = isinstance(layer, keras.layers.BatchNormalization)
-                layer.trainable = backbone and not is_bn
+        for layer in self.upper.layers:
+            layer.trainable = backbone and not isinstance(layer, keras.layers.BatchNormalization)
 
     def set_ood_projection(self, mean: np.ndarray, components: np.ndarray) -> None:
         """ood_score(f) = |components.T @ (f - mean)|^2 for f = `embed`'s features; components (features, k) are PCA
@@ -190,8 +198,8 @@ class SquaredNorm(keras.layers.Layer):
 
 def _backbone(config: ModelConfig, weights: str | None) -> keras.Model:
     try:
-        return keras.applications.MobileNet(input_shape=(config.height, config.width, 3), alpha=config.alpha,
-                                             include_top=False, weights=weights)
+        return BACKBONES[config.backbone](input_shape=(config.height, config.width, 3), alpha=config.alpha,
+                                          include_top=False, weights=weights)
     except Exception as err:  # Keras raises a bare Exception when the download fails (offline)
         if not isinstance(err, (OSError, ValueError)) and "URL fetch failure" not in str(err):
             raise
@@ -201,22 +209,26 @@ def _backbone(config: ModelConfig, weights: str | None) -> keras.Model:
 
 
 def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Network:
-    """MobileNet v1 cut before its classifier, then global pooling, Dropout, Dense(7) and a temperature softmax.
+    """MobileNet (v1 or V2) cut before its classifier, then global pooling, Dropout, Dense(7) and a temperature
+    softmax.
 
     `weights`: "imagenet" (through KERAS_HOME or a download), a no-top .h5 path, or None (random; for loading).
     """
     base = _backbone(config, weights)
-    names = [layer.name for layer in base.layers]
-    if config.cut_layer not in names:
-        raise SkinLesionError(f"cut_layer {config.cut_layer!r} is not a MobileNet layer; e.g. conv_pw_6_relu")
-    cut = names.index(config.cut_layer)
-    frozen = keras.Model(base.input, base.layers[cut].output, name="frozen_base")
+    if config.cut_layer not in {layer.name for layer in base.layers}:
+        raise SkinLesionError(f"cut_layer {config.cut_layer!r} is not a layer of {config.backbone}; "
+                              f"e.g. conv_pw_4_relu (mobilenet) or block_5_add (mobilenet_v2)")
+    cut = base.get_layer(config.cut_layer).output
+    frozen = keras.Model(base.input, cut, name="frozen_base")
     frozen.trainable = False
+    try:
+        upper = keras.Model(cut, base.output, name="upper_base")
+    except ValueError:  # a layer above the cut reads a tensor from below it (inside a residual block)
+        raise SkinLesionError(f"cut_layer {config.cut_layer!r} lies inside a residual block of {config.backbone}; "
+                              f"cut at a block's output (e.g. block_5_add)") from None
 
-    features = keras.Input(base.layers[cut].output.shape[1:], name="features")
-    feature_map = features
-    for layer in base.layers[cut + 1:]:
-        feature_map = layer(feature_map)
+    features = keras.Input(cut.shape[1:], name="features")
+    feature_map = upper(features)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(feature_map)
     pool = keras.Model(features, pooled, name="pool_features")
     classifier = keras.layers.Dense(len(CODES), name="logits")
@@ -245,7 +257,7 @@ def build_network(config: ModelConfig, weights: str | None = "imagenet") -> Netw
     frozen_features = frozen(scaled, training=False)
     full = keras.Model(image, explain(frozen_features, training=False), name="skinlesion")
     embed = keras.Model(image, ood_input(frozen_features, training=False), name="embed")
-    network = Network(full, frozen, top, pool, head, embed, config)
+    network = Network(full, frozen, top, upper, pool, head, embed, config)
     network.set_top_trainable(backbone=False)
     return network
 

@@ -79,8 +79,24 @@ def test_the_ood_score_reads_the_features_the_config_names(ood_features):
     before = network.full.predict(images, verbose=0)
     np.testing.assert_allclose(before["ood_score"][:, 0], np.sum((features - features.mean(0))[:, :k] ** 2, axis=1),
                                rtol=1e-4)
-    kernel = network.top.get_layer("conv_pw_13").kernel  # a fine-tuned layer, above the cut
+    kernel = network.upper.get_layer("conv_pw_13").kernel  # a fine-tuned layer, above the cut
     kernel.assign(np.random.default_rng(1).normal(0, 0.1, kernel.shape).astype(np.float32))
     after = network.full.predict(images, verbose=0)
     assert not np.allclose(after["probabilities"], before["probabilities"])
     assert np.allclose(after["ood_score"], before["ood_score"]) == (ood_features == "frozen")
+
+
+def test_mobilenet_v2_is_folded_and_fine_tunes_above_its_cut():
+    """MobileNetV2 (residual blocks, "_BN"/"bn_" names, (1, 1) paddings at odd sides): every BatchNorm folds, the
+    outputs stay, and only the layers above the cut train (random weights: the graph is what is checked)."""
+    network = build_network(ModelConfig(backbone="mobilenet_v2", alpha=0.35, height=90, width=120,
+                                        cut_layer="block_5_add"), weights=None)
+    network.set_top_trainable(backbone=True)
+    trained = {w.path.split("/")[0] for w in network.top.trainable_weights}
+    assert "block_6_expand" in trained and "Conv_1" in trained and "logits" in trained
+    assert not any(name.startswith(("block_5_", "Conv1", "bn_")) or name.endswith("_BN") for name in trained)
+    model = inference_model(network)
+    assert _count(network.full, keras.layers.BatchNormalization) == 52
+    assert _count(model, keras.layers.BatchNormalization) == 0
+    images = np.random.default_rng(2).uniform(0, 255, (2, 90, 120, 3)).astype(np.float32)
+    _outputs_match(network, model, images, eagerly=True)

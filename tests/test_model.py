@@ -97,3 +97,13 @@ def test_offline_imagenet_weights_are_explained(monkeypatch):
     monkeypatch.setattr(mobilenet.file_utils, "get_file", offline)
     with pytest.raises(SkinLesionError, match="point KERAS_HOME at a Keras home"):
         build_network(ModelConfig(alpha=0.25, height=64, width=64), weights="imagenet")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"backbone": "resnet"}, "backbone must be one of mobilenet, mobilenet_v2"),
+    ({"cut_layer": "block_5_add"}, "not a layer of mobilenet; e.g. conv_pw_4_relu"),
+    ({"backbone": "mobilenet_v2", "cut_layer": "block_5_expand"}, "inside a residual block of mobilenet_v2"),
+])
+def test_wrong_backbone_settings_are_explained(settings, message):
+    with pytest.raises(SkinLesionError, match=message):
+        build_network(ModelConfig.from_settings({"alpha": 0.35, "height": 64, "width": 64} | settings), weights=None)
