@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,9 +38,15 @@ WEIGHTS_NAME = "weights.npz"
 # Pillow refuses images over ~179 megapixels (decompression-bomb guard); the site downscales huge photos itself.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 OOD_FEATURES = ("frozen", "pooled")  # ModelConfig.ood_features
-# ModelConfig.backbone -> the Keras application that builds it (ImageNet weights: models/<name>*_no_top.h5)
-BACKBONES = {"mobilenet": keras.applications.MobileNet, "mobilenet_v2": keras.applications.MobileNetV2}
-BACKBONE_NAMES = {"mobilenet": "MobileNet v1", "mobilenet_v2": "MobileNetV2"}  # as the report and model card say
+
+
+class Backbone(NamedTuple):
+    build: Callable[..., keras.Model]  # the Keras application
+    name: str  # as the report and the model card name it
+
+
+BACKBONES = {"mobilenet": Backbone(keras.applications.MobileNet, "MobileNet v1"),  # ModelConfig.backbone -> it
+             "mobilenet_v2": Backbone(keras.applications.MobileNetV2, "MobileNetV2")}
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,10 @@ class ModelConfig:
         if settings.get("backbone", "mobilenet") not in BACKBONES:
             raise SkinLesionError(f"backbone must be one of {', '.join(BACKBONES)}")
         return cls(**settings)
+
+    def backbone_description(self) -> str:
+        """E.g. "MobileNet v1 alpha 1.0", as the report and the model card name the network."""
+        return f"{BACKBONES[self.backbone].name} alpha {self.alpha}"
 
     def save(self, folder: Path) -> None:
         (folder / CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -171,7 +183,7 @@ class Network:
     config: ModelConfig
 
     def set_top_trainable(self, backbone: bool) -> None:
-        """Head always trainable; the backbone layers of `top` only when `backbone`. BatchNorm stays frozen."""
+        """Head always trainable; the backbone above the cut (`upper`) only when `backbone`. BatchNorm stays frozen."""
         for layer in self.upper.layers:
             layer.trainable = backbone and not isinstance(layer, keras.layers.BatchNormalization)
 
@@ -198,13 +210,13 @@ class SquaredNorm(keras.layers.Layer):
 
 def _backbone(config: ModelConfig, weights: str | None) -> keras.Model:
     try:
-        return BACKBONES[config.backbone](input_shape=(config.height, config.width, 3), alpha=config.alpha,
-                                          include_top=False, weights=weights)
+        return BACKBONES[config.backbone].build(input_shape=(config.height, config.width, 3), alpha=config.alpha,
+                                                include_top=False, weights=weights)
     except Exception as err:  # Keras raises a bare Exception when the download fails (offline)
         if not isinstance(err, (OSError, ValueError)) and "URL fetch failure" not in str(err):
             raise
         raise SkinLesionError(f"cannot load MobileNet weights ({err}); offline, point KERAS_HOME at a Keras home "
-                              f"holding models/mobilenet_*_tf_no_top.h5 (e.g. ../shared/weights/keras) or pass "
+                              f"holding models/mobilenet_*no_top.h5 (e.g. ../shared/weights/keras) or pass "
                               f"--weights FILE.h5") from None
 
 

@@ -34,7 +34,7 @@ from .evaluate import (
     write_report,
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
-from .model import BACKBONE_NAMES, ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
+from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
 from .recipe import TrainConfig
 from .train import train
 
@@ -121,7 +121,7 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     test["bootstrap_95"] = bootstrap_intervals(test_probabilities, test_labels, seed=train_config.seed)
     confident = test_probabilities.max(1) >= uncertain_below
     report = {
-        "model": {"backbone": f"{BACKBONE_NAMES[network.config.backbone]} alpha {network.config.alpha}", "input": [network.config.height,
+        "model": {"backbone": network.config.backbone_description(), "input": [network.config.height,
                   network.config.width], "fine_tuned_from": network.config.cut_layer,
                   "quantization": quantization, "tfjs_bytes": model_bytes(tfjs_dir),
                   "temperature": temperature},

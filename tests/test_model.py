@@ -107,3 +107,9 @@ def test_offline_imagenet_weights_are_explained(monkeypatch):
 def test_wrong_backbone_settings_are_explained(settings, message):
     with pytest.raises(SkinLesionError, match=message):
         build_network(ModelConfig.from_settings({"alpha": 0.35, "height": 64, "width": 64} | settings), weights=None)
+
+
+@pytest.mark.parametrize("backbone, description", [("mobilenet", "MobileNet v1 alpha 0.5"),
+                                                    ("mobilenet_v2", "MobileNetV2 alpha 0.5")])
+def test_the_report_names_the_backbone_the_config_builds(backbone, description):
+    assert ModelConfig(backbone=backbone, alpha=0.5).backbone_description() == description
