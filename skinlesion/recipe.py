@@ -52,6 +52,9 @@ class TrainConfig:
     # > 0: mixup of the cached features (Beta(mixup, mixup) weights; labels and class weights mixed alike) in both
     # phases, a regularizer for the few cached views; 0 = off
     mixup: float = 0.0
+    # > 0: while fine-tuning, each cached feature map gets a block of this share of its height and width zeroed at a
+    # random place (Cutout on the features at the cut), a new one every time it is drawn; 0 = off
+    feature_cutout: float = 0.0
     class_weight_power: float = 0.3  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     # class code -> factor on its weight; the shipped recipe (e18) doubles melanoma's, so fewer melanomas are missed
     class_weight_boost: dict = field(default_factory=lambda: {"mel": 2.0})
@@ -97,6 +100,9 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if not 0 <= raw.get("lesion_crop", 0) <= 1:
             raise SkinLesionError(f"{path}: lesion_crop must be a share between 0 (off) and 1")
+        if not 0 <= raw.get("feature_cutout", 0) < 1:
+            raise SkinLesionError(f"{path}: feature_cutout must be a share of the feature map's sides, from 0 (off) "
+                                  f"to below 1")
         if raw.get("mixup", 0) < 0:
             raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
         boost = raw.get("class_weight_boost", {})

@@ -245,14 +245,15 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
                          lambda path: np.save(path, _pooled(network, val_features[None])[0]))
     stages["pool_features"] = {"wall_time_s": round(time.perf_counter() - started, 1)}
 
-    def batches(views: np.ndarray) -> CachedViews:
-        return CachedViews(views, train_labels, weights, config.batch_size, config.training_seed, config.mixup)
+    def batches(views: np.ndarray, cutout: float = 0.0) -> CachedViews:
+        return CachedViews(views, train_labels, weights, config.batch_size, config.training_seed, config.mixup, cutout)
 
     stages["train_head"] = _fit_phase("train_head", network.head, batches(pooled_train), pooled_val, val_labels,
                                       config.head_epochs, config.head_learning_rate, config, run_dir)
     network.set_top_trainable(backbone=True)
-    stages["fine_tune"] = _fit_phase("fine_tune", network.top, batches(train_features), val_features, val_labels,
-                                     config.fine_tune_epochs, config.fine_tune_learning_rate, config, run_dir,
+    stages["fine_tune"] = _fit_phase("fine_tune", network.top, batches(train_features, config.feature_cutout),
+                                     val_features, val_labels, config.fine_tune_epochs,
+                                     config.fine_tune_learning_rate, config, run_dir,
                                      config.fine_tune_warmup_epochs, config.fine_tune_optimizer, config.fine_tune_ema,
                                      config.fine_tune_monitor, config.fine_tune_schedule)
     return stages

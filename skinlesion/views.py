@@ -14,16 +14,20 @@ from .classes import CODES
 
 class CachedViews(keras.utils.PyDataset):
     """Batches of cached views (views, n, ...), one randomly chosen view per image per epoch, with class-weighted
-    samples; with `mixup` > 0 each batch is mixed with itself in another order (mixup, Zhang et al. 2018)."""
+    samples; with `mixup` > 0 each batch is mixed with itself in another order (mixup, Zhang et al. 2018); with
+    `cutout` > 0 each feature map (views, n, h, w, c) gets a block of `cutout` times its height and width zeroed at
+    a random place, clipped at the borders (Cutout, DeVries and Taylor 2017, on the cached features), so that no
+    epoch shows a view exactly as the last one did."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, weights: dict[int, float], batch_size: int,
-                 seed: int, mixup: float = 0.0):
+                 seed: int, mixup: float = 0.0, cutout: float = 0.0):
         super().__init__()
         self.features, self.labels = features, labels
         self.one_hot = keras.utils.to_categorical(labels, len(CODES))
         self.sample_weights = np.array([weights[int(y)] for y in labels], np.float32)
-        self.batch_size, self.mixup = batch_size, mixup
+        self.batch_size, self.mixup, self.cutout = batch_size, mixup, cutout
         self.rng = np.random.default_rng(seed)
+        self.cutout_rng = np.random.default_rng([seed, 1])  # its own stream: without cutout, runs repeat as before
         self.on_epoch_end()
 
     def __len__(self) -> int:
@@ -37,6 +41,8 @@ class CachedViews(keras.utils.PyDataset):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         x = self.features[self.view[rows], rows].astype(np.float32)
         y, w = self.one_hot[rows], self.sample_weights[rows]
+        if self.cutout:
+            _cut_out(x, self.cutout, self.cutout_rng)
         if self.mixup:
             share = self.rng.beta(self.mixup, self.mixup, len(rows)).astype(np.float32)
             other = self.rng.permutation(len(rows))
@@ -49,3 +55,14 @@ def _mix(a: np.ndarray, b: np.ndarray, share: np.ndarray) -> np.ndarray:
     """share * a + (1 - share) * b, one share per row."""
     share = share.reshape(-1, *([1] * (a.ndim - 1)))
     return share * a + (1 - share) * b
+
+
+def _cut_out(maps: np.ndarray, size: float, rng: np.random.Generator) -> None:
+    """Zeroes, in place, a block of `size` times the height and width of each map (n, h, w, c), centred at a random
+    cell and clipped at the borders."""
+    n, height, width = maps.shape[:3]
+    block_h, block_w = max(1, round(size * height)), max(1, round(size * width))
+    tops = rng.integers(0, height, n) - block_h // 2
+    lefts = rng.integers(0, width, n) - block_w // 2
+    for row, top, left in zip(maps, tops, lefts):
+        row[max(0, top):top + block_h, max(0, left):left + block_w] = 0

@@ -117,6 +117,26 @@ def test_mixup_mixes_features_labels_and_weights_alike():
         np.testing.assert_allclose(w[row], expected_w, rtol=1e-6)
 
 
+def test_feature_cutout_zeroes_a_new_block_of_each_map_every_time_it_is_drawn(tmp_path):
+    features, labels = np.ones((1, 8, 10, 20, 3), np.float16), np.zeros(8, int)
+    plain = CachedViews(features, labels, {0: 1.0}, batch_size=8, seed=0)[0][0]
+    assert (plain == 1).all()  # off by default
+    batches = CachedViews(features, labels, {0: 1.0}, batch_size=8, seed=0, cutout=0.5)
+    first, second = batches[0][0], batches[0][0]
+    for maps in (first, second):
+        zeroed = maps[..., 0] == 0
+        assert (zeroed == (maps == 0).all(-1)).all()  # every channel of a cell, or none
+        for cells in zeroed:  # one block of at most 5 x 10 cells, clipped at the borders
+            rows, columns = np.nonzero(cells.any(1))[0], np.nonzero(cells.any(0))[0]
+            assert 0 < len(rows) <= 5 and 0 < len(columns) <= 10 and cells.sum() == len(rows) * len(columns)
+    assert (first != second).any()
+    assert (features == 1).all()  # the cache itself is never touched
+    path = tmp_path / "config.json"
+    path.write_text('{"feature_cutout": 1.0}')
+    with pytest.raises(SkinLesionError, match="feature_cutout must be a share"):
+        TrainConfig.load(path)
+
+
 def test_network_settings_must_be_known(tmp_path):
     from skinlesion.model import ModelConfig
 
