@@ -126,9 +126,12 @@ def test_feature_cutout_zeroes_a_new_block_of_each_map_every_time_it_is_drawn(tm
     for maps in (first, second):
         zeroed = maps[..., 0] == 0
         assert (zeroed == (maps == 0).all(-1)).all()  # every channel of a cell, or none
-        for cells in zeroed:  # one block of at most 5 x 10 cells, clipped at the borders
+        for cells in zeroed:  # one block of 5 x 10 cells, smaller only where a border clips it
             rows, columns = np.nonzero(cells.any(1))[0], np.nonzero(cells.any(0))[0]
-            assert 0 < len(rows) <= 5 and 0 < len(columns) <= 10 and cells.sum() == len(rows) * len(columns)
+            assert cells.sum() == len(rows) * len(columns) > 0  # a filled rectangle
+            for kept, side, block in ((rows, 10, 5), (columns, 20, 10)):
+                assert (kept == np.arange(kept[0], kept[-1] + 1)).all()
+                assert len(kept) == block or (len(kept) < block and (kept[0] == 0 or kept[-1] == side - 1))
     assert (first != second).any()
     assert (features == 1).all()  # the cache itself is never touched
     path = tmp_path / "config.json"
