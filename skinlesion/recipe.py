@@ -64,6 +64,11 @@ class TrainConfig:
     shift: float = 0.1
     zoom: float = 0.1
     color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
+    # > 0: the saturation multiplied by a random factor from 1 / (1 + this) to 1 + this, as dermatoscopes and their
+    # white balance differ; 0 = off
+    saturation_jitter: float = 0.0
+    # > 0: the hue turned by up to this share of the colour circle either way (0.02 = about 7 degrees); 0 = off
+    hue_jitter: float = 0.0
     # Share of the augmented views that are crops around the lesion (its box from the data's lesion boxes, with a
     # random margin, the frame's aspect kept), before the augmentation above: the lesion at other scales and centred,
     # as a user's crop on the page shows it. 0 = off (no boxes needed)
@@ -103,6 +108,10 @@ class TrainConfig:
         if not 0 <= raw.get("feature_cutout", 0) < 1:
             raise SkinLesionError(f"{path}: feature_cutout must be a share of the feature map's sides, from 0 (off) "
                                   f"to below 1")
+        if raw.get("saturation_jitter", 0) < 0:
+            raise SkinLesionError(f"{path}: saturation_jitter must be at least 0 (off)")
+        if not 0 <= raw.get("hue_jitter", 0) <= 0.5:
+            raise SkinLesionError(f"{path}: hue_jitter must be a share of the colour circle from 0 (off) to 0.5")
         if raw.get("mixup", 0) < 0:
             raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
         boost = raw.get("class_weight_boost", {})
@@ -131,6 +140,14 @@ def augmentation(config: TrainConfig) -> keras.Sequential:
             keras.layers.RandomBrightness(config.color_jitter, value_range=(0, 255), seed=config.seed + 4),
             keras.layers.RandomContrast(config.color_jitter, value_range=(0, 255), seed=config.seed + 5),
         ]
+    if config.saturation_jitter:
+        # Keras maps a factor f to the multiplier f / (1 - f): these bounds give 1 / (1 + s) and 1 + s
+        s = config.saturation_jitter
+        layers.append(keras.layers.RandomSaturation((1 / (2 + s), (1 + s) / (2 + s)), value_range=(0, 255),
+                                                    seed=config.seed + 6))
+    if config.hue_jitter:
+        # Keras turns the hue by up to half its factor either way
+        layers.append(keras.layers.RandomHue(2 * config.hue_jitter, value_range=(0, 255), seed=config.seed + 7))
     return keras.Sequential(layers, name="augmentation")
 
 

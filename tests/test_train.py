@@ -211,6 +211,42 @@ def test_lesion_crop_must_be_a_share(tmp_path):
         TrainConfig.load(path)
 
 
+def _hsv_of_augmented(**jitter) -> tuple[np.ndarray, np.ndarray]:
+    """HSV of 64 flat-coloured images before and after the augmentation with only `jitter` on."""
+    from skinlesion.recipe import augmentation
+    colours = np.random.default_rng(0).uniform(40, 200, (64, 1, 1, 3)).astype(np.float32)
+    images = np.tile(colours, (1, 4, 4, 1))
+    recipe = TrainConfig(rotation=0.0, shift=0.0, zoom=0.0, color_jitter=0.0, **jitter)
+    augmented = np.clip(keras.ops.convert_to_numpy(augmentation(recipe)(images, training=True)), 0, 255)
+    to_hsv = keras.ops.image.rgb_to_hsv
+    return (keras.ops.convert_to_numpy(to_hsv(images / 255))[:, 0, 0],
+            keras.ops.convert_to_numpy(to_hsv(augmented / 255))[:, 0, 0])
+
+
+def test_saturation_jitter_scales_saturation_within_its_bounds_and_keeps_hue():
+    before, after = _hsv_of_augmented(saturation_jitter=0.3)
+    ratio = after[:, 1] / before[:, 1]
+    assert ratio.min() >= 1 / 1.3 - 1e-3 and ratio.max() <= 1.3 + 1e-3
+    assert ratio.min() < 0.85 and ratio.max() > 1.15  # both ways, most of the range
+    np.testing.assert_allclose(after[:, 0], before[:, 0], atol=1e-4)
+
+
+def test_hue_jitter_turns_hue_within_its_bounds_and_keeps_saturation():
+    before, after = _hsv_of_augmented(hue_jitter=0.02)
+    turn = (after[:, 0] - before[:, 0] + 0.5) % 1 - 0.5
+    assert np.abs(turn).max() <= 0.02 + 1e-4 and turn.min() < -0.01 and turn.max() > 0.01
+    np.testing.assert_allclose(after[:, 1], before[:, 1], atol=1e-4)
+
+
+@pytest.mark.parametrize("setting, message", [({"saturation_jitter": -0.1}, "saturation_jitter must be at least 0"),
+                                              ({"hue_jitter": 0.6}, "hue_jitter must be a share")])
+def test_colour_jitter_settings_are_checked(tmp_path, setting, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(setting))
+    with pytest.raises(SkinLesionError, match=message):
+        TrainConfig.load(path)
+
+
 def test_lesion_boxes_are_mapped_through_the_centred_crop(tmp_path):
     from PIL import Image
 
