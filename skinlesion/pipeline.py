@@ -174,15 +174,14 @@ def reexport(model_dir: Path) -> Path:
     return tfjs_dir
 
 
-def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = None) -> tuple[dict, int]:
-    """Metrics of the model in `model_dir` on the HAM10000-layout folder `data_dir`.
+def folder_frame(model_dir: Path, data_dir: Path, only_split: str | None = None) -> tuple[pd.DataFrame, int]:
+    """The images of the HAM10000-layout folder `data_dir` (metadata, label, path), for the model in `model_dir`.
 
-    Returns (metrics, how many of the images the model was trained or tuned on); `only_split` ("test", or "val" for
+    Returns (frame, how many of its images the model was trained or tuned on); `only_split` ("test", or "val" for
     what the shipping rules of docs/experiments.md read) keeps just the images of that split of the model's own
     (by image_id, from split.csv).
     """
     frame = load_metadata(Path(data_dir))
-    network = load_network(model_dir)
     split_csv = Path(model_dir) / SPLIT_NAME
     seen = 0
     if split_csv.is_file():
@@ -194,6 +193,13 @@ def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = No
         seen = int(frame["image_id"].map(assigned).isin(["train", "val"]).sum())
     elif only_split:
         raise SkinLesionError(f"{split_csv} is missing: cannot tell which images are the {only_split} split")
+    return frame, seen
+
+
+def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = None) -> tuple[dict, int]:
+    """Metrics of the model in `model_dir` on the images `folder_frame` selects; returns (metrics, seen) as it."""
+    frame, seen = folder_frame(model_dir, data_dir, only_split)
+    network = load_network(model_dir)
     probabilities = _predict_frame(network, frame)["probabilities"]
     mel_threshold = read_metadata(Path(model_dir) / TFJS_DIR).get("thresholds", {}).get("mel")
     return metrics(probabilities, frame["label"].to_numpy(), mel_threshold), seen
