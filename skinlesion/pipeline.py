@@ -36,6 +36,7 @@ from .evaluate import (
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
 from .recipe import TrainConfig
+from .robustness import robustness
 from .train import train
 
 SPLIT_NAME = "split.csv"
@@ -110,6 +111,10 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     stages["calibrate_and_evaluate"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
 
     t = time.perf_counter()
+    photo_changes = robustness(network, split.test, thresholds["mel"], seed=train_config.seed)
+    stages["robustness"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
+
+    t = time.perf_counter()
     tfjs_dir = export_tfjs(network, staged, quantization, extra_metadata={
         "thresholds": thresholds, "uncertain_below": uncertain_below, "ood_threshold": ood_threshold})
     stages["export"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
@@ -147,6 +152,7 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
             "ood_threshold": ood_threshold,
             "test_share_out_of_distribution": float((test_out["ood_score"][:, 0] > ood_threshold).mean()),
         },
+        "robustness": {"split": "test", "images": len(split.test), "rows": photo_changes},
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),

@@ -235,7 +235,7 @@ _KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_
                                                 "confusion_matrix", "bootstrap_95"}
 _MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
 _KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings",
-                   "test_split_caveat"}
+                   "test_split_caveat", "robustness"}
 
 
 def _melanoma_rows(rates: dict, key: str, label: str, how: str, fallback: dict[str, str]) -> list[dict]:
@@ -354,9 +354,34 @@ def _model_card(report: dict, metadata: dict) -> dict:
         "data_images": _value(data["images"]) if isinstance(data.get("images"), int) else None,
         "facts": _facts(report, metadata),
         "cautions": _cautions(report, names),
+        "robustness": _robustness(report.get("robustness")),
         "extra_sections": extra_sections,
         "temperature": metadata.get("temperature"),
     }
+
+
+def _robustness(robustness: Any) -> dict | None:
+    """The table of photo changes (skinlesion/robustness.py), and the worst of it for the limitations."""
+    rows = robustness.get("rows") if isinstance(robustness, dict) else None
+    if not isinstance(rows, list) or len(rows) < 2 or not all(isinstance(r, dict) for r in rows):
+        return None
+    shown = []
+    for r in rows:
+        ci = r.get("balanced_accuracy_change_95")
+        has_ci = isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) and r is not rows[0]
+        shown.append({"change": str(r.get("change", "")), "balanced_accuracy": _pct(r.get("balanced_accuracy")),
+                      "change_points": f"{100 * r['balanced_accuracy_change']:+.1f}"
+                      if _number(r.get("balanced_accuracy_change")) and r is not rows[0] else "",
+                      "ci": f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}" if has_ci else "",
+                      "melanoma": _pct(r.get("melanoma_sensitivity")),
+                      "top_changed": _pct(r.get("top_answer_changed")) if r is not rows[0] else ""})
+    changed = [r for r in rows[1:] if _number(r.get("balanced_accuracy_change"))
+               and _number(r.get("top_answer_changed"))]
+    worst = min(changed, key=lambda r: r["balanced_accuracy_change"], default=None)
+    flips = [r["top_answer_changed"] for r in changed]
+    return {"images": _value(robustness.get("images")), "rows": shown,
+            "worst": {"change": str(worst.get("change", "")), "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",
+                      "flips_low": _pct(min(flips)), "flips_high": _pct(max(flips))} if worst else None}
 
 
 def _confusion(matrix: Any, codes: list[str]) -> dict | None:

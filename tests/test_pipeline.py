@@ -15,6 +15,7 @@ from skinlesion.data import load_metadata, split_by_lesion
 from skinlesion.export import _version, model_bytes, read_metadata
 from skinlesion.model import ModelConfig, build_network, load_network
 from skinlesion.recipe import TRAIN_CONFIG_NAME, TrainConfig
+from skinlesion.robustness import PHOTO_CHANGES
 from skinlesion.train import train
 from conftest import tiny_retrain
 
@@ -30,6 +31,15 @@ def test_retrain_writes_a_complete_model(tiny_model):
     assert report["test"]["images"] == report["split"]["test"]["images"]
     assert report["training"]["wall_time_s"] > 0
     assert report["calibration"]["fit_on"] == "validation"
+    # the photo changes: the photos as taken first, which must repeat the test figures
+    rows = report["robustness"]["rows"]
+    assert [r["change"] for r in rows] == ["as taken", *PHOTO_CHANGES]
+    assert rows[0]["balanced_accuracy"] == pytest.approx(report["test"]["balanced_accuracy"])
+    assert rows[0]["top_answer_changed"] == 0 and rows[0]["balanced_accuracy_change"] == 0
+    for r in rows[1:]:
+        assert r["balanced_accuracy_change"] == pytest.approx(r["balanced_accuracy"] - rows[0]["balanced_accuracy"])
+        assert 0 <= r["top_answer_changed"] <= 1 and r["balanced_accuracy_change_95"][0] <= r["balanced_accuracy_change_95"][1]
+    assert report["robustness"]["images"] == report["test"]["images"]
 
 
 def test_metadata_contract_matches_python(tiny_model):

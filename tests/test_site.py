@@ -370,3 +370,34 @@ def test_server_sends_wasm_and_module_mime_types(built: Path) -> None:
 def test_serve_refuses_a_folder_without_a_build(tmp_path: Path) -> None:
     with pytest.raises(SkinLesionError, match=r"index\.html not found: build the site first"):
         site.make_server(tmp_path, port=0)
+
+
+def _photo_change(name: str, balanced_accuracy: float, change: float, flipped: float) -> dict:
+    return {"change": name, "accuracy": 0.8, "balanced_accuracy": balanced_accuracy,
+            "balanced_accuracy_change": change, "balanced_accuracy_change_95": [change - 0.03, change + 0.03],
+            "melanoma_sensitivity": 0.5, "top_answer_changed": flipped}
+
+
+def test_model_card_shows_the_photo_changes_and_the_worst_in_the_limitations(model_dir: Path, tmp_path: Path) -> None:
+    report = _report()
+    report["robustness"] = {"split": "test", "images": 1431, "rows": [
+        _photo_change("as taken", 0.72, 0.0, 0.0), _photo_change("warmer", 0.656, -0.064, 0.108),
+        _photo_change("JPEG quality 30", 0.643, -0.077, 0.106), _photo_change("blurred", 0.703, -0.017, 0.054)]}
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
+    assert _cells(html, "data-change", "0") == [["as", "taken"], ["72.0%"], [], ["50.0%"], []]
+    assert _cells(html, "data-change", "2") == [["JPEG", "quality", "30"], ["64.3%"], ["-7.7", "(-10.7", "to", "-4.7)"],
+                                                ["50.0%"], ["10.6%"]]
+    limitations = re.sub(r"\s+", " ", html[html.index('id="limitations"'):])
+    assert "by up to 7.7 points (JPEG quality 30)" in limitations
+    assert "for 5.4% to 10.8% of the photos" in limitations
+    assert 'href="#photo-changes"' in html
+
+
+def test_model_card_without_photo_changes_leaves_them_out(built: Path, model_dir: Path, tmp_path: Path) -> None:
+    assert 'id="photo-changes"' not in (built / "model-card.html").read_text(encoding="utf-8")
+    report = _report()
+    report["robustness"] = {"rows": [{"change": "as taken"}]}  # nothing to compare with
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
+    assert 'id="photo-changes"' not in html and "Even one simple change" not in html

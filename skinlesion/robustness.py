@@ -1,0 +1,104 @@
+"""How the model's answers move when the photos look as if another camera had taken them.
+
+Each change alters every photo one way by a fixed amount (colour, light, sharpness, compression; Pillow), before
+the page's preprocessing. A stand-in for another device or period, which HAM10000 alone cannot give: real devices
+differ in several ways at once, and in ways none of these capture (optics, polarisation, the mix of lesions).
+None of them is the training augmentation (skinlesion/recipe.py), so a recipe cannot be tuned to them by accident.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageEnhance, ImageFilter
+from sklearn.metrics import balanced_accuracy_score
+
+from .evaluate import metrics
+from .model import Network, predict, preprocess, read_image
+
+AS_TAKEN = "as taken"
+
+
+def _white_balance(red: float, blue: float) -> Callable[[Image.Image], Image.Image]:
+    """Red and blue scaled, green kept: a warmer or cooler white balance."""
+    def change(image: Image.Image) -> Image.Image:
+        pixels = np.asarray(image, np.float32) * np.array([red, 1.0, blue], np.float32)
+        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    return change
+
+
+def _hue_turn(degrees: float) -> Callable[[Image.Image], Image.Image]:
+    def change(image: Image.Image) -> Image.Image:
+        hue, saturation, value = image.convert("HSV").split()
+        step = round(degrees / 360 * 256)  # Pillow's hue runs 0-255 around the circle
+        return Image.merge("HSV", (hue.point(lambda h: (h + step) % 256), saturation, value)).convert("RGB")
+    return change
+
+
+def _jpeg(quality: int) -> Callable[[Image.Image], Image.Image]:
+    def change(image: Image.Image) -> Image.Image:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        with Image.open(io.BytesIO(buffer.getvalue())) as compressed:
+            return compressed.convert("RGB")
+    return change
+
+
+PHOTO_CHANGES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "saturation x0.7": lambda image: ImageEnhance.Color(image).enhance(0.7),
+    "saturation x1.3": lambda image: ImageEnhance.Color(image).enhance(1.3),
+    "warmer (red x1.1, blue x0.9)": _white_balance(1.1, 0.9),
+    "cooler (red x0.9, blue x1.1)": _white_balance(0.9, 1.1),
+    "hue +10 degrees": _hue_turn(10),
+    "hue -10 degrees": _hue_turn(-10),
+    "darker (brightness x0.8)": lambda image: ImageEnhance.Brightness(image).enhance(0.8),
+    "brighter (brightness x1.2)": lambda image: ImageEnhance.Brightness(image).enhance(1.2),
+    "blurred (Gaussian, radius 1 px)": lambda image: image.filter(ImageFilter.GaussianBlur(1)),
+    "JPEG quality 30": _jpeg(30),
+}
+
+
+def _paired_interval(labels: np.ndarray, base: np.ndarray, changed: np.ndarray, rounds: int,
+                     seed: int) -> list[float]:
+    """95% percentile interval of BA(changed) - BA(base), resampling images (one draw for both)."""
+    rng = np.random.default_rng(seed)
+    deltas = []
+    with warnings.catch_warnings():  # a resample may lack a class that some photo is still predicted as
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(rounds):
+            pick = rng.integers(0, len(labels), len(labels))
+            deltas.append(balanced_accuracy_score(labels[pick], changed[pick])
+                          - balanced_accuracy_score(labels[pick], base[pick]))
+    return [float(x) for x in np.percentile(deltas, [2.5, 97.5])]
+
+
+def robustness(network: Network, frame: pd.DataFrame, mel_threshold: float | None = None, rounds: int = 1000,
+               seed: int = 0) -> list[dict]:
+    """One row per photo change (the photos as taken first) for the images of `frame` (path, label): accuracy,
+    balanced accuracy and its change against the photos as taken with a paired-bootstrap 95% interval (`rounds`
+    resamples), melanoma sensitivity at the top answer and at `mel_threshold`, and the share of photos whose top
+    answer changed."""
+    labels = frame["label"].to_numpy()
+    photos = [Image.fromarray(read_image(path)) for path in frame["path"]]
+    rows, base = [], None
+    for name, change in {AS_TAKEN: None, **PHOTO_CHANGES}.items():
+        inputs = np.stack([preprocess(np.asarray(change(photo) if change else photo), network.config)
+                           for photo in photos])
+        probabilities = predict(network, inputs)
+        figures, predicted = metrics(probabilities, labels, mel_threshold), probabilities.argmax(1)
+        base = predicted if base is None else base
+        row = {"change": name, "accuracy": figures["accuracy"], "balanced_accuracy": figures["balanced_accuracy"],
+               "balanced_accuracy_change": figures["balanced_accuracy"] - rows[0]["balanced_accuracy"] if rows
+               else 0.0,
+               "balanced_accuracy_change_95": _paired_interval(labels, base, predicted, rounds, seed) if rows
+               else [0.0, 0.0],
+               "melanoma_sensitivity": figures["melanoma"]["sensitivity"],
+               "top_answer_changed": float((predicted != base).mean())}
+        if mel_threshold is not None:
+            row["melanoma_alert_sensitivity"] = figures["melanoma_at_threshold"]["sensitivity"]
+        rows.append(row)
+    return rows
