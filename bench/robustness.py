@@ -18,21 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import DEFAULT_DATA, DEFAULT_MODEL  # puts the repository on sys.path
 
-from skinlesion import SkinLesionError  # noqa: E402
-from skinlesion.evaluate import load_report, write_report  # noqa: E402
-from skinlesion.export import TFJS_DIR, read_metadata  # noqa: E402
-from skinlesion.model import load_network  # noqa: E402
-from skinlesion.pipeline import folder_frame  # noqa: E402
-from skinlesion.robustness import robustness  # noqa: E402
+from skinlesion import SkinLesionError
+from skinlesion.evaluate import load_report, write_report
+from skinlesion.export import TFJS_DIR, read_metadata
+from skinlesion.model import load_network
+from skinlesion.pipeline import folder_frame
+from skinlesion.robustness import robustness
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "model")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ham10000")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--limit", type=int, help="only N images of the split, drawn at random (a quick look)")
