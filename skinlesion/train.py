@@ -82,7 +82,6 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
     lesions = lesion_boxes_in_inputs(frame, network.config) if config.lesion_crop else None
     crop_rng = np.random.default_rng(config.seed + 6)  # the augmentation layers take seed .. seed + 5
     out = np.lib.format.open_memmap(path, "w+", np.float16, (views, len(paths), *network.frozen.output.shape[1:]))
-    scale = keras.layers.Rescaling(1 / 127.5, offset=-1)
     for start in range(0, len(paths), chunk):
         images = load_inputs(paths[start:start + chunk], network.config)
         for view in range(views):
@@ -92,7 +91,8 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
                     crops = lesion_crop_boxes(lesions[start:start + len(images)], config.lesion_crop, crop_rng)
                     batch = tf.image.crop_and_resize(batch, crops, tf.range(len(images)), images.shape[1:3])
                 batch = augment(batch)
-            out[view, start:start + len(images)] = network.frozen.predict(scale(batch), batch_size=64, verbose=0)
+            out[view, start:start + len(images)] = network.frozen.predict(network.prepare(batch), batch_size=64,
+                                                                          verbose=0)
         log.info("  cached %d/%d images x %d view(s)", min(start + chunk, len(paths)), len(paths), views)
     out.flush()
 

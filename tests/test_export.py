@@ -100,3 +100,17 @@ def test_mobilenet_v2_is_folded_and_fine_tunes_above_its_cut():
     assert _count(model, keras.layers.BatchNormalization) == 0
     images = np.random.default_rng(2).uniform(0, 255, (2, 90, 120, 3)).astype(np.float32)
     _outputs_match(network, model, images, eagerly=True)
+
+
+def test_color_constancy_is_part_of_the_exported_graph(tmp_path):
+    """With `color_constancy` the model's first layer balances the colours: the inference copy computes the same,
+    and the TF.js graph holds it (the browser needs no code of its own for it)."""
+    network = build_network(ModelConfig(alpha=0.25, height=96, width=128, color_constancy=6),
+                            weights=str(ALPHA_025_WEIGHTS))
+    images = np.random.default_rng(2).uniform(0, 200, (2, 96, 128, 3)).astype(np.float32)
+    _outputs_match(network, inference_model(network), images)
+    warmer = images * np.float32([1.1, 1.0, 0.9])
+    np.testing.assert_allclose(network.full.predict(warmer, verbose=0)["probabilities"],
+                               network.full.predict(images, verbose=0)["probabilities"], atol=1e-3)
+    graph = json.loads((export_tfjs(network, tmp_path) / "model.json").read_text())["modelTopology"]["node"]
+    assert "Pow" in {node["op"] for node in graph}

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from skinlesion import SkinLesionError
-from skinlesion.model import ModelConfig, build_network, center_crop_box, preprocess, read_image
+from skinlesion.model import ModelConfig, ShadesOfGrey, build_network, center_crop_box, keras, preprocess, read_image
 
 CONFIG = ModelConfig(height=192, width=256)
 
@@ -113,3 +113,20 @@ def test_wrong_backbone_settings_are_explained(settings, message):
                                                     ("mobilenet_v2", "MobileNetV2 alpha 0.5")])
 def test_the_report_names_the_backbone_the_config_builds(backbone, description):
     assert ModelConfig(backbone=backbone, alpha=0.5).backbone_description() == description
+
+
+def test_shades_of_grey_cancels_a_gain_per_channel():
+    layer = ShadesOfGrey(6)
+    photo = np.random.default_rng(0).uniform(20, 150, (2, 12, 16, 3)).astype(np.float32)
+    balanced = keras.ops.convert_to_numpy(layer(photo))
+    assert balanced.max() < 255  # nothing clipped, so the cancelling below is exact
+    for gain in ([1.1, 1.0, 0.9], [0.9, 1.0, 1.1], [0.8, 0.8, 0.8]):  # warmer, cooler, darker
+        changed = keras.ops.convert_to_numpy(layer(photo * np.float32(gain)))
+        np.testing.assert_allclose(changed, balanced, rtol=1e-4, atol=1e-3)
+    tinted = keras.ops.convert_to_numpy(layer(np.full((1, 4, 4, 3), 90.0, np.float32) * np.float32([1.2, 1, 0.8])))
+    np.testing.assert_allclose(tinted, 0.7 * 255, rtol=1e-5)  # a grey card under tinted light comes out grey
+
+
+def test_color_constancy_must_be_a_whole_power():
+    with pytest.raises(SkinLesionError, match="color_constancy must be a whole number"):
+        ModelConfig.from_settings({"color_constancy": 2.5})

@@ -165,14 +165,15 @@ def test_feature_cache_is_written_to_a_file_and_a_half_written_one_is_not_reused
     config = ModelConfig(height=16, width=20)
     inputs = keras.Input((16, 20, 3))
     frozen = keras.Model(inputs, keras.layers.Conv2D(2, 3, strides=4)(inputs))
-    network = SimpleNamespace(frozen=frozen, config=config)
+    prepare = keras.layers.Rescaling(1 / 127.5, offset=-1)
+    network = SimpleNamespace(frozen=frozen, prepare=prepare, config=config)
     frame = pd.DataFrame({"path": sorted((ham_dir / "images").glob("*.jpg"))[:3]})
     path = tmp_path / "cache_train.npy"
     np.save(path.with_name("cache_train.partial.npy"), np.zeros(1))  # what an interrupted run leaves behind
     cached = _cached(path, lambda partial: cache_features(network, frame, 2, TrainConfig(views=2), partial))
     assert isinstance(cached, np.memmap) and cached.shape == (2, 3, 4, 5, 2) and cached.dtype == np.float16
     assert not path.with_name("cache_train.partial.npy").exists()
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1)(load_inputs(list(frame["path"]), config))
+    scaled = prepare(load_inputs(list(frame["path"]), config))
     np.testing.assert_array_equal(cached[0], frozen.predict(scaled, verbose=0).astype(np.float16))
     assert not np.array_equal(cached[1], cached[0])  # the second view is augmented
     assert np.array_equal(_cached(path, lambda partial: pytest.fail("recomputed")), cached)
