@@ -271,7 +271,8 @@ def test_cached_views_are_cropped_around_the_lesion_before_the_augmentation(ham_
 
     config = ModelConfig(height=16, width=20)
     inputs = keras.Input((16, 20, 3))
-    network = SimpleNamespace(frozen=keras.Model(inputs, inputs), config=config)  # caches the scaled pixels
+    network = SimpleNamespace(frozen=keras.Model(inputs, inputs), prepare=keras.layers.Rescaling(1 / 127.5, offset=-1),
+                              config=config)  # caches the scaled pixels
     # a lesion of 0.1 x 0.1 of the frame around (0.45, 0.45): the crop is the smallest one, 0.4, whatever the margin
     frame = pd.DataFrame({"path": sorted((ham_dir / "images").glob("*.jpg"))[:3],
                           "top": 60, "bottom": 75, "left": 80, "right": 100})
