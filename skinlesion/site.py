@@ -380,7 +380,8 @@ def _robustness(robustness: Any) -> dict | None:
     worst = min(changed, key=lambda r: r["balanced_accuracy_change"], default=None)
     flips = [r["top_answer_changed"] for r in changed]
     return {"images": _value(robustness.get("images")), "rows": shown,
-            "worst": {"change": str(worst.get("change", "")), "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",
+            "worst": {"change": str(worst.get("change", "")),
+                      "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",
                       "flips_low": _pct(min(flips)), "flips_high": _pct(max(flips))} if worst else None}
 
 
