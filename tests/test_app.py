@@ -526,11 +526,12 @@ def test_camera_that_cannot_start_says_why(page, site_url):
 def test_keyboard_alone_reaches_every_control_and_classifies(page, site_url, photos):
     open_ready(page, site_url)
     order = []
-    for _ in range(11):
+    for _ in range(12):
         page.keyboard.press("Tab")
         order.append(page.evaluate("() => document.activeElement.id || document.activeElement.textContent.trim()"))
-    expected = ["Skip to content", "Skin lesion classifier", "Classify", "Model card", "Settings: where the model runs",
-                "file-input", "folder-input", "camera-input", "camera-open", "crop-first", "model card"]
+    expected = ["Skip to content", "Skin lesion classifier", "Classify", "Model card",
+                "what such changes did in our tests", "Settings: where the model runs", "file-input", "folder-input",
+                "camera-input", "camera-open", "crop-first", "model card"]
     assert order == expected, order
     # back to the photo picker; Space opens the file chooser
     for _ in range(len(order) - 1 - order.index("file-input")):
