@@ -3,7 +3,8 @@
 Each change alters every photo one way by a fixed amount (colour, light, sharpness, compression; Pillow), before
 the page's preprocessing. A stand-in for another device or period, which HAM10000 alone cannot give: real devices
 differ in several ways at once, and in ways none of these capture (optics, polarisation, the mix of lesions).
-None of them is the training augmentation (skinlesion/recipe.py), so a recipe cannot be tuned to them by accident.
+They are made with Pillow, not with the Keras layers of the training augmentation (skinlesion/recipe.py), though a
+recipe's colour jitter resembles some of them: a recipe that trains with a change will look robust to its likeness.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def _paired_interval(labels: np.ndarray, base: np.ndarray, changed: np.ndarray, 
     return [float(x) for x in np.percentile(deltas, [2.5, 97.5])]
 
 
+def _probabilities(network: Network, photos: list[Image.Image],
+                   change: Callable[[Image.Image], Image.Image] | None) -> np.ndarray:
+    inputs = np.stack([preprocess(np.asarray(change(photo) if change else photo), network.config) for photo in photos])
+    return predict(network, inputs)
+
+
 def robustness(network: Network, frame: pd.DataFrame, mel_threshold: float | None = None, rounds: int = 1000,
                seed: int = 0) -> list[dict]:
     """One row per photo change (the photos as taken first) for the images of `frame` (path, label): accuracy,
@@ -84,17 +91,17 @@ def robustness(network: Network, frame: pd.DataFrame, mel_threshold: float | Non
     answer changed."""
     labels = frame["label"].to_numpy()
     photos = [Image.fromarray(read_image(path)) for path in frame["path"]]
-    rows, base = [], None
+    as_taken = _probabilities(network, photos, None)
+    base = as_taken.argmax(1)
+    base_balanced_accuracy = balanced_accuracy_score(labels, base)
+    rows = []
     for name, change in {AS_TAKEN: None, **PHOTO_CHANGES}.items():
-        inputs = np.stack([preprocess(np.asarray(change(photo) if change else photo), network.config)
-                           for photo in photos])
-        probabilities = predict(network, inputs)
+        probabilities = _probabilities(network, photos, change) if change else as_taken
         figures, predicted = metrics(probabilities, labels, mel_threshold), probabilities.argmax(1)
-        base = predicted if base is None else base
         row = {"change": name, "accuracy": figures["accuracy"], "balanced_accuracy": figures["balanced_accuracy"],
-               "balanced_accuracy_change": figures["balanced_accuracy"] - rows[0]["balanced_accuracy"] if rows
-               else 0.0,
-               "balanced_accuracy_change_95": _paired_interval(labels, base, predicted, rounds, seed) if rows
+               "balanced_accuracy_change": figures["balanced_accuracy"] - base_balanced_accuracy,
+               # the photos as taken against themselves differ by 0 in every resample
+               "balanced_accuracy_change_95": _paired_interval(labels, base, predicted, rounds, seed) if change
                else [0.0, 0.0],
                "melanoma_sensitivity": figures["melanoma"]["sensitivity"],
                "top_answer_changed": float((predicted != base).mean())}

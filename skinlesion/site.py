@@ -361,25 +361,28 @@ def _model_card(report: dict, metadata: dict) -> dict:
 
 
 def _robustness(robustness: Any) -> dict | None:
-    """The table of photo changes (skinlesion/robustness.py), and the worst of it for the limitations."""
+    """The table of photo changes (skinlesion/robustness.py; the photos as taken first), and the worst change for the
+    limitations."""
     rows = robustness.get("rows") if isinstance(robustness, dict) else None
     if not isinstance(rows, list) or len(rows) < 2 or not all(isinstance(r, dict) for r in rows):
         return None
-    shown = []
-    for r in rows:
-        ci = r.get("balanced_accuracy_change_95")
-        has_ci = isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) and r is not rows[0]
-        shown.append({"change": str(r.get("change", "")), "balanced_accuracy": _pct(r.get("balanced_accuracy")),
-                      "change_points": f"{100 * r['balanced_accuracy_change']:+.1f}"
-                      if _number(r.get("balanced_accuracy_change")) and r is not rows[0] else "",
-                      "ci": f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}" if has_ci else "",
-                      "melanoma": _pct(r.get("melanoma_sensitivity")),
-                      "top_changed": _pct(r.get("top_answer_changed")) if r is not rows[0] else ""})
-    changed = [r for r in rows[1:] if _number(r.get("balanced_accuracy_change"))
-               and _number(r.get("top_answer_changed"))]
+
+    def cells(row: dict, as_taken: bool) -> dict:
+        points, ci = row.get("balanced_accuracy_change"), row.get("balanced_accuracy_change_95")
+        compared = not as_taken and _number(points)
+        has_ci = compared and isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci))
+        return {"change": str(row.get("change", "")), "balanced_accuracy": _pct(row.get("balanced_accuracy")),
+                "change_points": f"{100 * points:+.1f}" if compared else "",
+                "ci": f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}" if has_ci else "",
+                "melanoma": _pct(row.get("melanoma_sensitivity")),
+                "top_changed": "" if as_taken else _pct(row.get("top_answer_changed"))}
+
+    changed = [r for r in rows[1:]
+               if _number(r.get("balanced_accuracy_change")) and _number(r.get("top_answer_changed"))]
     worst = min(changed, key=lambda r: r["balanced_accuracy_change"], default=None)
     flips = [r["top_answer_changed"] for r in changed]
-    return {"images": _value(robustness.get("images")), "rows": shown,
+    return {"images": _value(robustness.get("images")),
+            "rows": [cells(row, as_taken=i == 0) for i, row in enumerate(rows)],
             "worst": {"change": str(worst.get("change", "")),
                       "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",
                       "flips_low": _pct(min(flips)), "flips_high": _pct(max(flips))} if worst else None}

@@ -383,11 +383,13 @@ def test_model_card_shows_the_photo_changes_and_the_worst_in_the_limitations(mod
     report["robustness"] = {"split": "test", "images": 1431, "rows": [
         _photo_change("as taken", 0.72, 0.0, 0.0), _photo_change("warmer", 0.656, -0.064, 0.108),
         _photo_change("JPEG quality 30", 0.643, -0.077, 0.106), _photo_change("blurred", 0.703, -0.017, 0.054)]}
+    del report["robustness"]["rows"][3]["balanced_accuracy_change_95"]  # a row without its interval
     (model_dir / "report.json").write_text(json.dumps(report))
     html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
     assert _cells(html, "data-change", "0") == [["as", "taken"], ["72.0%"], [], ["50.0%"], []]
     assert _cells(html, "data-change", "2") == [["JPEG", "quality", "30"], ["64.3%"], ["-7.7", "(-10.7", "to", "-4.7)"],
                                                 ["50.0%"], ["10.6%"]]
+    assert _cells(html, "data-change", "3") == [["blurred"], ["70.3%"], ["-1.7"], ["50.0%"], ["5.4%"]]
     limitations = re.sub(r"\s+", " ", html[html.index('id="limitations"'):])
     assert "by up to 7.7 points (JPEG quality 30)" in limitations
     assert "for 5.4% to 10.8% of the photos" in limitations
