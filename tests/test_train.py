@@ -8,7 +8,7 @@ import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import ModelConfig, keras
-from skinlesion.recipe import LESION_CROP_SMALLEST, SCHEDULE_MONITORS, TrainConfig, lesion_crop_boxes
+from skinlesion.recipe import LESION_CROP_SMALLEST, SCHEDULE_MONITORS, TrainConfig, augmentation, lesion_crop_boxes
 from skinlesion.train import LinearWarmUp, _fit_phase
 from skinlesion.views import CachedViews
 
@@ -214,7 +214,6 @@ def test_lesion_crop_must_be_a_share(tmp_path):
 
 def _hsv_of_augmented(**jitter) -> tuple[np.ndarray, np.ndarray]:
     """HSV of 64 flat-coloured images before and after the augmentation with only `jitter` on."""
-    from skinlesion.recipe import augmentation
     colours = np.random.default_rng(0).uniform(40, 200, (64, 1, 1, 3)).astype(np.float32)
     images = np.tile(colours, (1, 4, 4, 1))
     recipe = TrainConfig(rotation=0.0, shift=0.0, zoom=0.0, color_jitter=0.0, **jitter)
