@@ -15,6 +15,7 @@ import numpy as np
 
 from . import SkinLesionError
 from .classes import CODES
+from .views import CLASS_WEIGHTINGS
 
 TRAIN_CONFIG_NAME = "train_config.json"
 OPTIMIZERS = {"adam": keras.optimizers.Adam,
@@ -58,6 +59,9 @@ class TrainConfig:
     class_weight_power: float = 0.3  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     # class code -> factor on its weight; the shipped recipe (e18) doubles melanoma's, so fewer melanomas are missed
     class_weight_boost: dict = field(default_factory=lambda: {"mel": 2.0})
+    # How the class weights act: "loss" (each sample's loss times its class's weight) or "sampling" (images drawn
+    # with replacement that much more often, unweighted; skinlesion/views.py)
+    class_weighting: str = "loss"
     label_smoothing: float = 0.1
     early_stopping_patience: int = 6
     rotation: float = 0.5  # fraction of a full turn each way (0.5 = any angle)
@@ -101,6 +105,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_monitor must be one of {', '.join(SCHEDULE_MONITORS)}")
         if raw.get("fine_tune_schedule", cls.fine_tune_schedule) not in LEARNING_RATE_SCHEDULES:
             raise SkinLesionError(f"{path}: fine_tune_schedule must be one of {', '.join(LEARNING_RATE_SCHEDULES)}")
+        if raw.get("class_weighting", cls.class_weighting) not in CLASS_WEIGHTINGS:
+            raise SkinLesionError(f"{path}: class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if not 0 <= raw.get("lesion_crop", 0) <= 1:

@@ -246,7 +246,8 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     stages["pool_features"] = {"wall_time_s": round(time.perf_counter() - started, 1)}
 
     def batches(views: np.ndarray, cutout: float = 0.0) -> CachedViews:
-        return CachedViews(views, train_labels, weights, config.batch_size, config.training_seed, config.mixup, cutout)
+        return CachedViews(views, train_labels, weights, config.batch_size, config.training_seed, config.mixup, cutout,
+                           config.class_weighting)
 
     stages["train_head"] = _fit_phase("train_head", network.head, batches(pooled_train), pooled_val, val_labels,
                                       config.head_epochs, config.head_learning_rate, config, run_dir)

@@ -11,20 +11,32 @@ import numpy as np
 
 from .classes import CODES
 
+# How the class weights act: "loss" multiplies each sample's loss by its class's weight; "sampling" draws images
+# that much more often instead (balanced sampling when the weights balance the classes fully)
+CLASS_WEIGHTINGS = ("loss", "sampling")
+
 
 class CachedViews(keras.utils.PyDataset):
     """Batches of cached views (views, n, ...), one randomly chosen view per image per epoch, with class-weighted
-    samples; with `mixup` > 0 each batch is mixed with itself in another order (mixup, Zhang et al. 2018); with
+    samples, or, with `weighting` "sampling", unweighted samples drawn (with replacement, n per epoch) with
+    probabilities proportional to their weights, so each class weighs in as much on average but a rare class's
+    images come back more often, each time in a view drawn anew; with `mixup` > 0 each batch is mixed with itself in another order (mixup, Zhang et al. 2018); with
     `cutout` > 0 each feature map (views, n, h, w, c) gets a block of `cutout` times its height and width zeroed at
     a random place, clipped at the borders (Cutout, DeVries and Taylor 2017, on the cached features), so that no
     epoch shows a view exactly as the last one did."""
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, weights: dict[int, float], batch_size: int,
-                 seed: int, mixup: float = 0.0, cutout: float = 0.0):
+                 seed: int, mixup: float = 0.0, cutout: float = 0.0, weighting: str = "loss"):
         super().__init__()
+        if weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, not {weighting!r}")
         self.features, self.labels = features, labels
         self.one_hot = keras.utils.to_categorical(labels, len(CODES))
         self.sample_weights = np.array([weights[int(y)] for y in labels], np.float32)
+        self.draw_probabilities = None
+        if weighting == "sampling":  # the weights move into how often an image is drawn, out of the loss
+            self.draw_probabilities = self.sample_weights / self.sample_weights.sum()
+            self.sample_weights = np.ones_like(self.sample_weights)
         self.batch_size, self.mixup, self.cutout = batch_size, mixup, cutout
         self.rng = np.random.default_rng(seed)
         self.cutout_rng = np.random.default_rng([seed, 1])  # its own stream: without cutout, runs repeat as before
@@ -34,7 +46,9 @@ class CachedViews(keras.utils.PyDataset):
         return -(-len(self.labels) // self.batch_size)
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.labels))
+        n = len(self.labels)
+        self.order = (self.rng.permutation(n) if self.draw_probabilities is None
+                      else self.rng.choice(n, n, p=self.draw_probabilities))
         self.view = self.rng.integers(0, self.features.shape[0], len(self.labels))
 
     def __getitem__(self, index: int):

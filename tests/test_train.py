@@ -45,6 +45,9 @@ def test_config_file_errors_are_clear(tmp_path):
     path.write_text(json.dumps({"fine_tune_schedule": "step"}))
     with pytest.raises(SkinLesionError, match="fine_tune_schedule must be one of plateau, cosine"):
         TrainConfig.load(path)
+    path.write_text(json.dumps({"class_weighting": "oversample"}))
+    with pytest.raises(SkinLesionError, match="class_weighting must be one of loss, sampling"):
+        TrainConfig.load(path)
     path.write_text(json.dumps({"fine_tune_ema": 1.0}))
     with pytest.raises(SkinLesionError, match="fine_tune_ema must be at least 0"):
         TrainConfig.load(path)
@@ -295,3 +298,24 @@ def test_cosine_schedule_falls_to_zero_over_the_phase_whatever_validation_does(t
     _fit_one_direction(tmp_path / "warm", 4, 0.01, warmup_epochs=1, rate_schedule="cosine")
     rates = pd.read_csv(tmp_path / "warm" / "phase.log.csv")["learning_rate"]  # up in epoch 1, then down over 3
     np.testing.assert_allclose(rates, [0.01, 0.0075, 0.0025, 0.0], atol=1e-7)
+
+
+def test_sampling_draws_each_class_as_often_as_its_weight_asks_and_leaves_the_loss_unweighted():
+    labels = np.repeat([0, 1], [900, 100])  # weights 1 and 9: each class should make up half of the draws
+    features = np.zeros((2, len(labels), 3), np.float16)
+    weights = {0: 1.0, 1: 9.0}
+    drawn, epochs = [], 20
+    batches = CachedViews(features, labels, weights, batch_size=100, seed=0, weighting="sampling")
+    for _ in range(epochs):
+        for index in range(len(batches)):
+            _, y, w = batches[index]
+            assert (w == 1).all()
+            drawn.append(y.argmax(1))
+        batches.on_epoch_end()
+    drawn = np.concatenate(drawn)
+    assert len(drawn) == epochs * len(labels)  # an epoch is still n draws
+    assert abs((drawn == 1).mean() - 0.5) < 0.02
+    _, _, w = CachedViews(features, labels, weights, batch_size=1000, seed=0)[0]  # by default: weighted loss
+    assert sorted(set(w.tolist())) == [1.0, 9.0]
+    with pytest.raises(ValueError, match="weighting must be one of loss, sampling"):
+        CachedViews(features, labels, weights, batch_size=100, seed=0, weighting="oversample")
