@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from PIL import Image, ImageDraw
 
 from . import SkinLesionError
 from .classes import CODES
@@ -77,6 +78,9 @@ class TrainConfig:
     # random margin, the frame's aspect kept), before the augmentation above: the lesion at other scales and centred,
     # as a user's crop on the page shows it. 0 = off (no boxes needed)
     lesion_crop: float = 0.0
+    # Share of the augmented views with dark hair-like curves drawn over the photo first (`draw_hairs`), as body hair
+    # lies over many lesions under a dermatoscope; 0 = off
+    hair_occluders: float = 0.0
     # The network's settings (fields of ModelConfig, skinlesion/model.py; those left out take its defaults), e.g.
     # {"height": 150, "width": 200}. A retrain saves all of them here, so that this one file repeats it
     network: dict = field(default_factory=dict)
@@ -111,6 +115,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if not 0 <= raw.get("lesion_crop", 0) <= 1:
             raise SkinLesionError(f"{path}: lesion_crop must be a share between 0 (off) and 1")
+        if not 0 <= raw.get("hair_occluders", 0) <= 1:
+            raise SkinLesionError(f"{path}: hair_occluders must be a share between 0 (off) and 1")
         if not 0 <= raw.get("feature_cutout", 0) < 1:
             raise SkinLesionError(f"{path}: feature_cutout must be a share of the feature map's sides, from 0 (off) "
                                   f"to below 1")
@@ -176,3 +182,36 @@ def lesion_crop_boxes(lesions: np.ndarray, share: float, rng: np.random.Generato
     start = np.clip((box[:, :2] + box[:, 2:]) / 2 - side[:, None] / 2, 0.0, 1.0 - side[:, None])
     crops[chosen] = np.column_stack([start, start + side[:, None]])
     return crops
+
+
+HAIRS_PER_PHOTO = (2, 12)  # how many hairs a photo with hairs gets (uniform, both included)
+HAIR_LENGTH = (0.15, 0.7)  # shares of the frame's width
+HAIR_BEND = 0.15  # the curve's middle off the straight line by up to this share of its length
+HAIR_WIDTH_PX = (0.5, 1.5)  # at the input's 200 x 150 (HAM10000's photos were 600 x 450: hairs ~1.5-4.5 px there)
+HAIR_DRAW_SCALE = 4  # drawn at 4x and averaged down: hairs thinner than a pixel, smooth edges
+
+
+def draw_hairs(images: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `images` (n, h, w, 3; raw 0-255) in which a random `share` of the photos have dark hair-like curves
+    drawn over them, as body hair lies over a lesion under a dermatoscope: 2-12 gently bent curves each (quadratic
+    Bezier), 0.5-1.5 px wide, anywhere in the frame and at any angle, in one near-black to dark-brown colour and
+    opacity per photo."""
+    out = np.array(images, np.float32)
+    n, height, width = out.shape[:3]
+    scale, t = HAIR_DRAW_SCALE, np.linspace(0.0, 1.0, 24)[:, None]
+    for i in np.nonzero(rng.random(n) < share)[0]:
+        mask = Image.new("L", (width * scale, height * scale))
+        draw = ImageDraw.Draw(mask)
+        for _ in range(rng.integers(HAIRS_PER_PHOTO[0], HAIRS_PER_PHOTO[1] + 1)):
+            start = rng.uniform([0, 0], [width, height])
+            angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(*HAIR_LENGTH) * width
+            direction = np.array([np.cos(angle), np.sin(angle)])
+            end = start + length * direction
+            bend = (start + end) / 2 + rng.uniform(-HAIR_BEND, HAIR_BEND) * length * direction[::-1] * [-1, 1]
+            curve = ((1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t ** 2 * end) * scale
+            draw.line([tuple(p) for p in curve], fill=255, width=max(1, round(rng.uniform(*HAIR_WIDTH_PX) * scale)))
+        coverage = np.asarray(mask.resize((width, height), Image.Resampling.BOX), np.float32) / 255
+        colour = rng.uniform(10, 60) * np.array([1.0, 0.8, 0.65])  # near black to dark brown
+        alpha = (coverage * rng.uniform(0.6, 1.0))[..., None]
+        out[i] = out[i] * (1 - alpha) + colour * alpha
+    return out

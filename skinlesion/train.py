@@ -23,7 +23,7 @@ from . import SkinLesionError, log
 from .classes import CODES
 from .data import BOX_COLUMNS, Split, class_weights
 from .model import ModelConfig, Network, center_crop_box, keras, load_inputs, tf
-from .recipe import OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation, lesion_crop_boxes
+from .recipe import OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation, draw_hairs, lesion_crop_boxes
 from .views import CachedViews
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -73,14 +73,16 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
                    chunk: int = 128) -> None:
     """Writes frozen-backbone features, float16 (views, n, h, w, c), to the .npy file `path`: view 0 of the images
     as they are, the rest augmented (with `config.lesion_crop`, a share of them first cropped around the lesion box
-    of `frame`'s columns top, bottom, left, right). Filled through a memory map: 8 views of the training split at
+    of `frame`'s columns top, bottom, left, right; with `config.hair_occluders`, a share with hairs drawn over them
+    next). Filled through a memory map: 8 views of the training split at
     150 x 200 are 13 GB, more than fits in memory beside the training.
     """
     augmentation_layers = augmentation(config)
     augment = tf.function(lambda images: augmentation_layers(images, training=True))  # graph mode: ~3x faster
     paths = list(frame["path"])
     lesions = lesion_boxes_in_inputs(frame, network.config) if config.lesion_crop else None
-    crop_rng = np.random.default_rng(config.seed + 6)  # the augmentation layers take seed .. seed + 5
+    crop_rng = np.random.default_rng(config.seed + 6)  # the same seed as saturation's layer, another generator
+    hair_rng = np.random.default_rng([config.seed, 8])  # a stream of its own: views without hairs stay as they were
     out = np.lib.format.open_memmap(path, "w+", np.float16, (views, len(paths), *network.frozen.output.shape[1:]))
     for start in range(0, len(paths), chunk):
         images = load_inputs(paths[start:start + chunk], network.config)
@@ -90,6 +92,8 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
                 if lesions is not None:
                     crops = lesion_crop_boxes(lesions[start:start + len(images)], config.lesion_crop, crop_rng)
                     batch = tf.image.crop_and_resize(batch, crops, tf.range(len(images)), images.shape[1:3])
+                if config.hair_occluders:
+                    batch = draw_hairs(np.asarray(batch), config.hair_occluders, hair_rng)
                 batch = augment(batch)
             out[view, start:start + len(images)] = network.frozen.predict(network.prepare(batch), batch_size=64,
                                                                           verbose=0)

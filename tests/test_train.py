@@ -290,6 +290,25 @@ def test_cached_views_are_cropped_around_the_lesion_before_the_augmentation(ham_
         assert min(np.abs(cached_view - (flip / 127.5 - 1)).max() for flip in flips) < 0.05
 
 
+def test_cached_views_get_hairs_when_asked_and_the_photo_as_it_is_never_does(ham_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from skinlesion.train import cache_features
+
+    inputs = keras.Input((16, 20, 3))
+    network = SimpleNamespace(frozen=keras.Model(inputs, inputs), prepare=keras.layers.Rescaling(1 / 127.5, offset=-1),
+                              config=ModelConfig(height=16, width=20))  # caches the scaled pixels
+    frame = pd.DataFrame({"path": sorted((ham_dir / "images").glob("*.jpg"))[:3]})
+    cached = {}
+    for share in (0.0, 1.0):
+        cache_features(network, frame, 2, TrainConfig(views=2, hair_occluders=share), tmp_path / f"{share}.npy")
+        cached[share] = np.load(tmp_path / f"{share}.npy").astype(np.float32)
+    plain, hairy = cached[0.0], cached[1.0]
+    np.testing.assert_array_equal(hairy[0], plain[0])  # view 0: the photo as it is
+    for with_hairs, without in zip(hairy[1], plain[1]):  # the same augmentation, hairs drawn before it
+        assert (with_hairs < without - 0.1).any()
+
+
 def test_cosine_schedule_falls_to_zero_over_the_phase_whatever_validation_does(tmp_path):
     # Val BA is flat (one class), which would halve a plateau's rate; the cosine ignores it. 20 steps an epoch
     _fit_one_direction(tmp_path / "cosine", 4, 0.01, schedule_monitor="val_balanced_accuracy", rate_schedule="cosine")
@@ -319,3 +338,25 @@ def test_sampling_draws_each_class_as_often_as_its_weight_asks_and_leaves_the_lo
     assert sorted(set(w.tolist())) == [1.0, 9.0]
     with pytest.raises(ValueError, match="weighting must be one of loss, sampling"):
         CachedViews(features, labels, weights, batch_size=100, seed=0, weighting="oversample")
+
+
+def test_hairs_are_thin_dark_curves_drawn_over_the_chosen_share_of_photos_only():
+    from skinlesion.recipe import draw_hairs
+
+    images = np.full((200, 30, 40, 3), 200.0, np.float32)  # light skin, flat
+    hairy = draw_hairs(images, 0.5, np.random.default_rng(0))
+    assert hairy.shape == images.shape and (images == 200).all()  # a copy; the input is left alone
+    changed = (hairy != images).any(axis=(1, 2, 3))
+    assert 0.4 < changed.mean() < 0.6
+    darkened = (hairy[changed] < 200).any(-1)
+    assert (hairy <= 200 + 1e-3).all()  # hairs only darken
+    assert 0.005 < darkened.mean() < 0.35  # thin lines, not blots
+    assert (hairy[changed].min(axis=(1, 2, 3)) < 120).all()  # every hairy photo has clearly dark pixels
+    assert (draw_hairs(images, 0.0, np.random.default_rng(0)) == images).all()
+
+
+def test_hair_occluders_must_be_a_share(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"hair_occluders": 1.5}))
+    with pytest.raises(SkinLesionError, match="hair_occluders must be a share"):
+        TrainConfig.load(path)
