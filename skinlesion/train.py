@@ -74,8 +74,8 @@ def cache_features(network: Network, frame: pd.DataFrame, views: int, config: Tr
     """Writes frozen-backbone features, float16 (views, n, h, w, c), to the .npy file `path`: view 0 of the images
     as they are, the rest augmented (with `config.lesion_crop`, a share of them first cropped around the lesion box
     of `frame`'s columns top, bottom, left, right; with `config.hair_occluders`, a share with hairs drawn over them
-    next). Filled through a memory map: 8 views of the training split at
-    150 x 200 are 13 GB, more than fits in memory beside the training.
+    next). Filled through a memory map: 8 views of the training split at 150 x 200 are 13 GB, more than fits in
+    memory beside the training.
     """
     augmentation_layers = augmentation(config)
     augment = tf.function(lambda images: augmentation_layers(images, training=True))  # graph mode: ~3x faster
