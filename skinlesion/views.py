@@ -52,8 +52,11 @@ class CachedViews(keras.utils.PyDataset):
         self.view = self.rng.integers(0, self.features.shape[0], len(self.labels))
 
     def __getitem__(self, index: int):
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = self.features[self.view[rows], rows].astype(np.float32)
+        draws = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        rows = self.order[draws]
+        # A view per image, or per draw when sampling, so that an image drawn twice shows two views (likely)
+        views = self.view[rows] if self.draw_probabilities is None else self.view[draws]
+        x = self.features[views, rows].astype(np.float32)
         y, w = self.one_hot[rows], self.sample_weights[rows]
         if self.cutout:
             _cut_out(x, self.cutout, self.cutout_rng)

@@ -340,6 +340,15 @@ def test_sampling_draws_each_class_as_often_as_its_weight_asks_and_leaves_the_lo
         CachedViews(features, labels, weights, batch_size=100, seed=0, weighting="oversample")
 
 
+def test_sampling_shows_an_image_drawn_several_times_in_an_epoch_in_views_drawn_anew():
+    labels = np.repeat([0, 1], [99, 1])  # image 99 is drawn about 50 times an epoch
+    features = np.broadcast_to(np.arange(8, dtype=np.float16)[:, None, None], (8, 100, 1)).copy()  # value = view
+    batches = CachedViews(features, labels, {0: 1.0, 1: 99.0}, batch_size=100, seed=0, weighting="sampling")
+    x, y, _ = batches[0]
+    shown = x[y.argmax(1) == 1, 0]
+    assert len(shown) > 20 and len(set(shown.tolist())) == 8
+
+
 def test_hairs_are_thin_dark_curves_drawn_over_the_chosen_share_of_photos_only():
     from skinlesion.recipe import draw_hairs
 
