@@ -207,7 +207,8 @@ def draw_hairs(images: np.ndarray, share: float, rng: np.random.Generator) -> np
             angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(*HAIR_LENGTH) * width
             direction = np.array([np.cos(angle), np.sin(angle)])
             end = start + length * direction
-            bend = (start + end) / 2 + rng.uniform(-HAIR_BEND, HAIR_BEND) * length * direction[::-1] * [-1, 1]
+            across = np.array([-direction[1], direction[0]])
+            bend = (start + end) / 2 + rng.uniform(-HAIR_BEND, HAIR_BEND) * length * across
             curve = ((1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t ** 2 * end) * scale
             draw.line([tuple(p) for p in curve], fill=255, width=max(1, round(rng.uniform(*HAIR_WIDTH_PX) * scale)))
         coverage = np.asarray(mask.resize((width, height), Image.Resampling.BOX), np.float32) / 255

@@ -17,10 +17,11 @@ CLASS_WEIGHTINGS = ("loss", "sampling")
 
 
 class CachedViews(keras.utils.PyDataset):
-    """Batches of cached views (views, n, ...), one randomly chosen view per image per epoch, with class-weighted
-    samples, or, with `weighting` "sampling", unweighted samples drawn (with replacement, n per epoch) with
-    probabilities proportional to their weights, so each class weighs in as much on average but a rare class's
-    images come back more often, each time in a view drawn anew; with `mixup` > 0 each batch is mixed with itself in another order (mixup, Zhang et al. 2018); with
+    """Batches of cached views (views, n, ...): each epoch shows every image once, in a randomly chosen view, with
+    class-weighted samples; or, with `weighting` "sampling", n unweighted draws with replacement, each image as
+    likely as its weight, each draw in a randomly chosen view (a class weighs in as much on average, and a rare
+    class's images come back in several views); with `mixup` > 0 each batch is mixed with itself in another order
+    (mixup, Zhang et al. 2018); with
     `cutout` > 0 each feature map (views, n, h, w, c) gets a block of `cutout` times its height and width zeroed at
     a random place, clipped at the borders (Cutout, DeVries and Taylor 2017, on the cached features), so that no
     epoch shows a view exactly as the last one did."""
@@ -49,7 +50,7 @@ class CachedViews(keras.utils.PyDataset):
         n = len(self.labels)
         self.order = (self.rng.permutation(n) if self.draw_probabilities is None
                       else self.rng.choice(n, n, p=self.draw_probabilities))
-        self.view = self.rng.integers(0, self.features.shape[0], len(self.labels))
+        self.view = self.rng.integers(0, self.features.shape[0], n)
 
     def __getitem__(self, index: int):
         draws = slice(index * self.batch_size, (index + 1) * self.batch_size)
