@@ -67,7 +67,9 @@ class TrainConfig:
     early_stopping_patience: int = 6
     rotation: float = 0.5  # fraction of a full turn each way (0.5 = any angle)
     shift: float = 0.1
-    zoom: float = 0.1
+    # The largest zoom either way, a share of the side (0.1 = in or out by up to 10%); or [lower, upper] as Keras's
+    # RandomZoom takes it, negative zooming in: [-0.4, 0.1] shows from 60% of each side (1.67x closer) to 110%
+    zoom: float | list = 0.1
     color_jitter: float = 0.1  # brightness and contrast; 0 turns it off
     # > 0: the saturation multiplied by a random factor from 1 / (1 + this) to 1 + this, as dermatoscopes and their
     # white balance differ; 0 = off
@@ -124,6 +126,12 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: saturation_jitter must be at least 0 (off)")
         if not 0 <= raw.get("hue_jitter", 0) <= 0.5:
             raise SkinLesionError(f"{path}: hue_jitter must be a share of the colour circle from 0 (off) to 0.5")
+        zoom = raw.get("zoom", cls.zoom)
+        bounds = zoom if isinstance(zoom, list) else [-zoom, zoom] if isinstance(zoom, (int, float)) else None
+        if (bounds is None or len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, (int, float))
+                                                      for b in bounds) or not -1 < bounds[0] <= bounds[1]):
+            raise SkinLesionError(f"{path}: zoom must be a share from 0 to below 1, or [lower, upper] with "
+                                  f"-1 < lower <= upper (negative zooms in), e.g. [-0.4, 0.1]")
         if raw.get("mixup", 0) < 0:
             raise SkinLesionError(f"{path}: mixup must be at least 0 (off)")
         boost = raw.get("class_weight_boost", {})
@@ -144,7 +152,8 @@ def augmentation(config: TrainConfig) -> keras.Sequential:
     layers = [
         keras.layers.RandomRotation(config.rotation, fill_mode="nearest", seed=config.seed),
         keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="nearest", seed=config.seed + 1),
-        keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=config.seed + 2),
+        keras.layers.RandomZoom(tuple(config.zoom) if isinstance(config.zoom, list) else config.zoom,
+                                fill_mode="nearest", seed=config.seed + 2),
         keras.layers.RandomFlip("horizontal_and_vertical", seed=config.seed + 3),
     ]
     if config.color_jitter:

@@ -1,5 +1,5 @@
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +206,23 @@ def test_lesion_crops_hold_the_lesion_keep_the_aspect_and_stay_in_the_frame():
     assert (sides[:, 0] >= LESION_CROP_SMALLEST - 1e-6).all() and (cropped >= 0).all() and (cropped <= 1).all()
     assert (cropped[:, :2] <= boxes[:, :2] + 1e-6).all() and (cropped[:, 2:] >= boxes[:, 2:] - 1e-6).all()
     assert (lesion_crop_boxes(lesions, 0.0, np.random.default_rng(1)) == [0, 0, 1, 1]).all()
+
+
+def test_zoom_takes_a_share_or_keras_bounds_and_zooms_in_as_asked(tmp_path):
+    path = tmp_path / "config.json"
+    for zoom in (1.0, -0.1, [0.1, -0.1], [-1.0, 0.1], [-0.4], "0.1", [-0.4, True]):
+        path.write_text(json.dumps({"zoom": zoom}))
+        with pytest.raises(SkinLesionError, match="zoom must be a share"):
+            TrainConfig.load(path)
+    path.write_text(json.dumps({"zoom": [-0.5, -0.5]}))
+    recipe = replace(TrainConfig.load(path), rotation=0.0, shift=0.0, color_jitter=0.0)
+    assert recipe.zoom == [-0.5, -0.5]
+    # a 2x zoom in: a bright centred square of a quarter of the image fills it (flips leave a centred square as it is;
+    # the outermost pixels blend with the dark around the square)
+    image = np.zeros((1, 32, 32, 3), np.float32)
+    image[:, 8:24, 8:24] = 255
+    zoomed = keras.ops.convert_to_numpy(augmentation(recipe)(image, training=True))
+    assert zoomed[0, 1:-1, 1:-1].min() > 250 and zoomed.mean() > 240, zoomed[0, ..., 0]
 
 
 def test_lesion_crop_must_be_a_share(tmp_path):
