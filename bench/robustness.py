@@ -1,13 +1,14 @@
-"""How the model's answers move when the photos look as if another camera had taken them.
+"""How the model's answers move when the photos look as if another camera had taken them, or are framed closer.
 
     python bench/robustness.py [--model model] [--data ../shared/data/ham10000] [--split test] [--save]
 
 Every photo of the model's own lesion-grouped test split (`--split val` for what experiments may read) changed one
 way at a time, by the changes in skinlesion/robustness.py (saturation, white balance, hue, brightness, blur, JPEG),
 through the model in Python: its figures on the changed photos, the change of balanced accuracy against the photos
-as taken with a paired-bootstrap 95% interval, and the share of photos whose top answer changed. A retrain writes
-the same table (test split) into its report for the model card; `--save` writes it into the report of a model
-trained before that existed.
+as taken with a paired-bootstrap 95% interval, and the share of photos whose top answer changed; then a second
+table of framings, the photos zoomed in on their centre as the page's crop step does. A retrain writes both tables
+(test split) into its report for the model card; `--save` writes them into the report of a model trained before
+that existed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from skinlesion.evaluate import load_report, write_report
 from skinlesion.export import TFJS_DIR, read_metadata
 from skinlesion.model import load_network
 from skinlesion.pipeline import folder_frame
-from skinlesion.robustness import robustness
+from skinlesion.robustness import FRAMINGS, robustness
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--limit", type=int, help="only N images of the split, drawn at random (a quick look)")
-    parser.add_argument("--save", action="store_true", help="write the table into the model's report.json (the "
+    parser.add_argument("--save", action="store_true", help="write the tables into the model's report.json (the "
                         "whole test split only), for the model card")
     args = parser.parse_args()
     if args.save and (args.split != "test" or args.limit):
@@ -45,10 +46,26 @@ def main() -> None:
     frame = frame.sample(n=min(args.limit, len(frame)), random_state=0) if args.limit else frame
     mel_threshold = read_metadata(args.model / TFJS_DIR).get("thresholds", {}).get("mel")
     report = load_report(args.model)
-    rows = robustness(load_network(args.model), frame, mel_threshold, rounds=args.rounds,
-                      seed=report.get("training", {}).get("seed", 0))
+    network, seed = load_network(args.model), report.get("training", {}).get("seed", 0)
+    rows = robustness(network, frame, mel_threshold, rounds=args.rounds, seed=seed)
+    framings = robustness(network, frame, mel_threshold, rounds=args.rounds, seed=seed, changes=FRAMINGS)
     print(f"{args.model}, {args.split} split of its own lesion-grouped split: {len(frame)} images; each row changes "
           f"every photo one way before the page's preprocessing")
+    print_table(rows)
+    changed = rows[1:]
+    print(f"mean over the {len(changed)} changes: BA {np.mean([r['balanced_accuracy'] for r in changed]):.3f}, "
+          f"top answer changed {np.mean([r['top_answer_changed'] for r in changed]):.1%}")
+    print("\nframing: the photos zoomed in on their centre, as the page's crop step does")
+    print_table(framings)
+    if args.save:
+        report["robustness"] = {"split": "test", "images": len(frame), "rows": rows}
+        report["framing"] = {"split": "test", "images": len(frame), "rows": framings}
+        write_report(report, args.model)
+        print(f"written into {args.model / 'report.json'}")
+
+
+def print_table(rows: list[dict]) -> None:
+    """The rows of `robustness` as a table, the photos as taken first."""
     print("change | accuracy | BA | BA change [95% interval] | mel sensitivity top-1 / at the alert | "
           "top answer changed")
     for row in rows:
@@ -57,13 +74,6 @@ def main() -> None:
         print(f"{row['change']} | {row['accuracy']:.3f} | {row['balanced_accuracy']:.3f} | {change} | "
               f"{row['melanoma_sensitivity']:.3f} / {row.get('melanoma_alert_sensitivity', float('nan')):.3f} | "
               f"{row['top_answer_changed']:.1%}")
-    changed = rows[1:]
-    print(f"mean over the {len(changed)} changes: BA {np.mean([r['balanced_accuracy'] for r in changed]):.3f}, "
-          f"top answer changed {np.mean([r['top_answer_changed'] for r in changed]):.1%}")
-    if args.save:
-        report["robustness"] = {"split": "test", "images": len(frame), "rows": rows}
-        write_report(report, args.model)
-        print(f"written into {args.model / 'report.json'}")
 
 
 if __name__ == "__main__":

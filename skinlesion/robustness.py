@@ -1,10 +1,12 @@
-"""How the model's answers move when the photos look as if another camera had taken them.
+"""How the model's answers move when the photos look as if another camera had taken them, or are framed closer.
 
 Each change alters every photo one way by a fixed amount (colour, light, sharpness, compression; Pillow), before
 the page's preprocessing. A stand-in for another device or period, which HAM10000 alone cannot give: real devices
 differ in several ways at once, and in ways none of these capture (optics, polarisation, the mix of lesions).
 They are made with Pillow, not with the Keras layers of the training augmentation (skinlesion/recipe.py), though a
 recipe's colour jitter resembles some of them: a recipe that trains with a change will look robust to its likeness.
+The framings (`FRAMINGS`) zoom in on the photo's centre, as the page's crop step does when a user zooms in to make
+the lesion fill more of the frame; HAM10000 frames its lesions centred, with skin around them.
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ PHOTO_CHANGES: dict[str, Callable[[Image.Image], Image.Image]] = {
 }
 
 
+def _centre_zoom(factor: float) -> Callable[[Image.Image], Image.Image]:
+    """The centre 1 / factor of each side: the page's crop step zoomed in `factor` times (the aspect kept)."""
+    def change(image: Image.Image) -> Image.Image:
+        width, height = round(image.width / factor), round(image.height / factor)
+        left, top = (image.width - width) // 2, (image.height - height) // 2
+        return image.crop((left, top, left + width, top + height))
+    return change
+
+
+FRAMINGS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    f"zoomed in x{factor:g} on the centre": _centre_zoom(factor) for factor in (1.25, 1.5, 2)
+}
+
+
 def _paired_interval(labels: np.ndarray, base: np.ndarray, changed: np.ndarray, rounds: int,
                      seed: int) -> list[float]:
     """95% percentile interval of BA(changed) - BA(base), resampling images (one draw for both)."""
@@ -84,18 +100,18 @@ def _probabilities(network: Network, photos: list[Image.Image],
 
 
 def robustness(network: Network, frame: pd.DataFrame, mel_threshold: float | None = None, rounds: int = 1000,
-               seed: int = 0) -> list[dict]:
-    """One row per photo change (the photos as taken first) for the images of `frame` (path, label): accuracy,
-    balanced accuracy and its change against the photos as taken with a paired-bootstrap 95% interval (`rounds`
-    resamples), melanoma sensitivity at the top answer and at `mel_threshold`, and the share of photos whose top
-    answer changed."""
+               seed: int = 0, changes: dict[str, Callable[[Image.Image], Image.Image]] = PHOTO_CHANGES) -> list[dict]:
+    """One row per change of `changes` (the photos as taken first; `FRAMINGS` for the framings) for the images of
+    `frame` (path, label): accuracy, balanced accuracy and its change against the photos as taken with a
+    paired-bootstrap 95% interval (`rounds` resamples), melanoma sensitivity at the top answer and at
+    `mel_threshold`, and the share of photos whose top answer changed."""
     labels = frame["label"].to_numpy()
     photos = [Image.fromarray(read_image(path)) for path in frame["path"]]
     as_taken = _probabilities(network, photos, None)
     base = as_taken.argmax(1)
     base_balanced_accuracy = balanced_accuracy_score(labels, base)
     rows = []
-    for name, change in {AS_TAKEN: None, **PHOTO_CHANGES}.items():
+    for name, change in {AS_TAKEN: None, **changes}.items():
         probabilities = _probabilities(network, photos, change) if change else as_taken
         figures, predicted = metrics(probabilities, labels, mel_threshold), probabilities.argmax(1)
         row = {"change": name, "accuracy": figures["accuracy"], "balanced_accuracy": figures["balanced_accuracy"],

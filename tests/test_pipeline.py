@@ -15,7 +15,7 @@ from skinlesion.data import load_metadata, split_by_lesion
 from skinlesion.export import _version, model_bytes, read_metadata
 from skinlesion.model import ModelConfig, build_network, load_network
 from skinlesion.recipe import TRAIN_CONFIG_NAME, TrainConfig
-from skinlesion.robustness import PHOTO_CHANGES
+from skinlesion.robustness import FRAMINGS, PHOTO_CHANGES
 from skinlesion.train import train
 from conftest import tiny_retrain
 
@@ -41,6 +41,11 @@ def test_retrain_writes_a_complete_model(tiny_model):
         low, high = r["balanced_accuracy_change_95"]
         assert 0 <= r["top_answer_changed"] <= 1 and low <= high
     assert report["robustness"]["images"] == report["test"]["images"]
+    # the framings: the same photos as taken first, then zoomed in
+    framings = report["framing"]["rows"]
+    assert [r["change"] for r in framings] == ["as taken", *FRAMINGS]
+    assert framings[0] == rows[0]
+    assert report["framing"]["images"] == report["test"]["images"]
 
 
 def test_metadata_contract_matches_python(tiny_model):

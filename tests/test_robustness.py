@@ -1,10 +1,11 @@
-"""The photo changes of skinlesion/robustness.py do what their names say."""
+"""The photo changes and framings of skinlesion/robustness.py do what their names say."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from skinlesion.robustness import PHOTO_CHANGES
+from skinlesion.model import ModelConfig, preprocess
+from skinlesion.robustness import FRAMINGS, PHOTO_CHANGES
 
 
 @pytest.fixture
@@ -44,3 +45,18 @@ def test_saturation_and_brightness_move_the_right_way(photo):
     assert _hsv(PHOTO_CHANGES["saturation x1.3"](photo))[..., 1].mean() > saturation
     assert _hsv(PHOTO_CHANGES["darker (brightness x0.8)"](photo))[..., 2].mean() == pytest.approx(0.8 * value, rel=0.02)
     assert _hsv(PHOTO_CHANGES["brighter (brightness x1.2)"](photo))[..., 2].mean() > value
+
+
+def test_framings_zoom_in_on_the_centre_and_keep_the_aspect():
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    photo = Image.fromarray(pixels)
+    assert list(FRAMINGS) == ["zoomed in x1.25 on the centre", "zoomed in x1.5 on the centre",
+                              "zoomed in x2 on the centre"]
+    closer = FRAMINGS["zoomed in x2 on the centre"](photo)
+    assert closer.size == (100, 75)  # 4:3 kept, so the page's centre crop takes all of it
+    np.testing.assert_array_equal(np.asarray(closer), pixels[37:112, 50:150])
+    assert FRAMINGS["zoomed in x1.5 on the centre"](photo).size == (133, 100)
+    # what the network then sees: the centre, enlarged to the input size
+    config = ModelConfig(height=150, width=200)
+    assert preprocess(np.asarray(closer), config).shape == (150, 200, 3)
