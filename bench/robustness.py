@@ -26,7 +26,8 @@ from skinlesion.evaluate import load_report, write_report
 from skinlesion.export import TFJS_DIR, read_metadata
 from skinlesion.model import load_network
 from skinlesion.pipeline import folder_frame
-from skinlesion.robustness import FRAMINGS, robustness
+from skinlesion.data import has_lesion_boxes, with_lesion_boxes
+from skinlesion.robustness import FRAMINGS, lesion_size, robustness
 
 
 def main() -> None:
@@ -59,7 +60,10 @@ def main() -> None:
     print_table(framings)
     if args.save:
         report["robustness"] = {"split": "test", "images": len(frame), "rows": rows}
-        report["framing"] = {"split": "test", "images": len(frame), "rows": framings}
+        training, _ = folder_frame(args.model, args.data, only_split="train")
+        size = lesion_size(with_lesion_boxes(training, args.data), network.config) if has_lesion_boxes(args.data) \
+            else None
+        report["framing"] = {"split": "test", "images": len(frame), "rows": framings, "training_lesion_size": size}
         write_report(report, args.model)
         print(f"written into {args.model / 'report.json'}")
 

@@ -177,6 +177,11 @@ def load_lesion_boxes(folder: Path) -> pd.DataFrame:
     return boxes[["image_id"]].join(numbers).drop_duplicates("image_id").set_index("image_id")
 
 
+def has_lesion_boxes(folder: Path) -> bool:
+    """Whether `folder` has a CSV of lesion boxes that `load_lesion_boxes` reads."""
+    return bool(_csvs_with_columns(Path(folder), ("image_id", *BOX_COLUMNS)))
+
+
 def with_lesion_boxes(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """`frame` (from `load_metadata`) with numeric columns top, bottom, left, right from `load_lesion_boxes(folder)`;
     NaN for images without a box. Replaces box columns the metadata CSV itself has (load_metadata reads them as

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import SkinLesionError, log, ood
 from .classes import index_of
-from .data import Split, load_metadata, split_by_lesion, with_lesion_boxes
+from .data import Split, has_lesion_boxes, load_metadata, split_by_lesion, with_lesion_boxes
 from .evaluate import (
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
@@ -36,7 +36,7 @@ from .evaluate import (
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
 from .recipe import TrainConfig
-from .robustness import FRAMINGS, robustness
+from .robustness import FRAMINGS, lesion_size, robustness
 from .train import train
 
 SPLIT_NAME = "split.csv"
@@ -65,7 +65,8 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     # Every network setting written out, so that the saved config repeats this retrain even if the defaults change
     train_config = replace(train_config, network={k: v for k, v in asdict(model_config).items() if k != "temperature"})
     frame = load_metadata(Path(data_dir))
-    if train_config.lesion_crop:
+    # the recipe's lesion crops need the boxes; the report's framing section uses them where the data has them
+    if train_config.lesion_crop or has_lesion_boxes(Path(data_dir)):
         frame = with_lesion_boxes(frame, Path(data_dir))
     split = split_by_lesion(frame, seed=train_config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,8 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
             "test_share_out_of_distribution": float((test_out["ood_score"][:, 0] > ood_threshold).mean()),
         },
         "robustness": {"split": "test", "images": len(split.test), "rows": photo_changes},
-        "framing": {"split": "test", "images": len(split.test), "rows": framings},
+        "framing": {"split": "test", "images": len(split.test), "rows": framings,
+                    "training_lesion_size": lesion_size(split.train, network.config)},
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),
@@ -185,8 +187,8 @@ def reexport(model_dir: Path) -> Path:
 def folder_frame(model_dir: Path, data_dir: Path, only_split: str | None = None) -> tuple[pd.DataFrame, int]:
     """The images of the HAM10000-layout folder `data_dir` (metadata, label, path), for the model in `model_dir`.
 
-    Returns (frame, how many of its images the model was trained or tuned on); `only_split` ("test", or "val" for
-    what the shipping rules of docs/experiments.md read) keeps just the images of that split of the model's own
+    Returns (frame, how many of its images the model was trained or tuned on); `only_split` ("test"; "val" for what
+    the shipping rules of docs/experiments.md read; "train") keeps just the images of that split of the model's own
     (by image_id, from split.csv).
     """
     frame = load_metadata(Path(data_dir))

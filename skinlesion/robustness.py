@@ -21,7 +21,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 from sklearn.metrics import balanced_accuracy_score
 
 from .evaluate import metrics
-from .model import Network, predict, preprocess, read_image
+from .model import ModelConfig, Network, predict, preprocess, read_image
+from .train import lesion_boxes_in_inputs
 
 AS_TAKEN = "as taken"
 
@@ -77,6 +78,19 @@ def _centre_zoom(factor: float) -> Callable[[Image.Image], Image.Image]:
 FRAMINGS: dict[str, Callable[[Image.Image], Image.Image]] = {
     f"zoomed in x{factor:g} on the centre": _centre_zoom(factor) for factor in (1.25, 1.5, 2)
 }
+
+
+def lesion_size(frame: pd.DataFrame, config: ModelConfig) -> dict | None:
+    """How much of the network's input the lesions of `frame` (with the box columns of `with_lesion_boxes`) fill: the
+    longer side of each lesion box as a share of the input's matching side, its median and quartiles over the photos
+    with a box; None when none has one. For the training split, how closely the model learned lesions framed."""
+    boxes = lesion_boxes_in_inputs(frame, config)
+    shares = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    shares = shares[~np.isnan(shares)]
+    if not len(shares):
+        return None
+    low, median, high = np.percentile(shares, [25, 50, 75])
+    return {"images": int(len(shares)), "median": float(median), "quartiles": [float(low), float(high)]}
 
 
 def _paired_interval(labels: np.ndarray, base: np.ndarray, changed: np.ndarray, rounds: int,

@@ -81,7 +81,7 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
     # The classifier page asks the browser to fetch the model at once, in parallel with the runtime scripts
     # (TF.js itself starts fetching it only after its backend has started).
     preload = [f"model/{name}" for name in ("metadata.json", *_model_files(model_json))]
-    pages = {"index.html": {"page": "index", "preload": preload},
+    pages = {"index.html": {"page": "index", "preload": preload, "lesion_share": _lesion_share(report)},
              "model_card.html": {"page": "model_card", "card": _model_card(report, metadata)}}
     for template, output in PAGES.items():
         html = env.get_template(template).render(**common, **pages[template])
@@ -90,6 +90,15 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
     log.info("service worker cache version %s", version)
     log.info("site written to %s (%d files)", out_dir, sum(1 for p in out_dir.rglob("*") if p.is_file()))
     return out_dir
+
+
+def _lesion_share(report: dict) -> float | None:
+    """The median share of the frame the training photos' lesions fill (skinlesion/robustness.py `lesion_size`), for
+    the crop step's guide circle; None when the report does not have it."""
+    framing = report.get("framing")
+    size = framing.get("training_lesion_size") if isinstance(framing, dict) else None
+    median = size.get("median") if isinstance(size, dict) else None
+    return float(median) if _number(median) and 0 < median <= 1 else None
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -235,7 +244,7 @@ _KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_
                                                 "confusion_matrix", "bootstrap_95"}
 _MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
 _KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings",
-                   "test_split_caveat", "robustness"}
+                   "test_split_caveat", "robustness", "framing"}
 
 
 def _melanoma_rows(rates: dict, key: str, label: str, how: str, fallback: dict[str, str]) -> list[dict]:
@@ -354,16 +363,17 @@ def _model_card(report: dict, metadata: dict) -> dict:
         "data_images": _value(data["images"]) if isinstance(data.get("images"), int) else None,
         "facts": _facts(report, metadata),
         "cautions": _cautions(report, names),
-        "robustness": _robustness(report.get("robustness")),
+        "robustness": _change_table(report.get("robustness")),
+        "framing": _change_table(report.get("framing")),
         "extra_sections": extra_sections,
         "temperature": metadata.get("temperature"),
     }
 
 
-def _robustness(robustness: Any) -> dict | None:
-    """The table of photo changes (skinlesion/robustness.py; the photos as taken first), and the worst change for the
-    limitations."""
-    rows = robustness.get("rows") if isinstance(robustness, dict) else None
+def _change_table(changes: Any) -> dict | None:
+    """A table of the test photos changed one way per row (skinlesion/robustness.py: the photo changes, or the
+    framings; the photos as taken first), and the change that cost the most."""
+    rows = changes.get("rows") if isinstance(changes, dict) else None
     if not isinstance(rows, list) or len(rows) < 2 or not all(isinstance(r, dict) for r in rows):
         return None
 
@@ -381,7 +391,7 @@ def _robustness(robustness: Any) -> dict | None:
                if _number(r.get("balanced_accuracy_change")) and _number(r.get("top_answer_changed"))]
     worst = min(changed, key=lambda r: r["balanced_accuracy_change"], default=None)
     flips = [r["top_answer_changed"] for r in changed]
-    return {"images": _value(robustness.get("images")),
+    return {"images": _value(changes.get("images")),
             "rows": [cells(row, as_taken=i == 0) for i, row in enumerate(rows)],
             "worst": {"change": str(worst.get("change", "")),
                       "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",

@@ -35,6 +35,10 @@ def make_subset(ham_dir: Path, folder: Path, per_class: int, layout: str = "imag
     subset = metadata[metadata["lesion_id"].isin(subset["lesion_id"])]
     folder.mkdir(parents=True, exist_ok=True)
     subset.to_csv(folder / "HAM10000_metadata.csv", index=False)
+    boxes = ham_dir / "HAM10000_metadata_ext.csv"  # the lesion boxes, as the shared copy has them
+    if boxes.is_file():
+        extended = pd.read_csv(boxes)
+        extended[extended["image_id"].isin(subset["image_id"])].to_csv(folder / boxes.name, index=False)
     for n, image_id in enumerate(subset["image_id"]):
         sub = {"images": "images", "kaggle": f"HAM10000_images_part_{1 + n % 2}"}[layout]
         (folder / sub).mkdir(exist_ok=True)

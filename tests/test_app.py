@@ -221,6 +221,21 @@ def test_framing_by_keyboard_classifies_exactly_the_frame(page, site_url, site_d
     assert _tensors(page) == baseline
 
 
+def test_framing_step_shows_how_large_the_training_lesions_are(page, site_url, photos):
+    """The dashed guide circle is as tall as the median lesion of the training photos is in their frame."""
+    report = json.loads((conftest.SHIPPED_MODEL / "report.json").read_text())
+    share = report["framing"]["training_lesion_size"]["median"]
+    open_ready(page, site_url)
+    page.set_input_files("#file-input", str(photos["halves"]))
+    page.wait_for_selector("#crop-dialog[open]")
+    circle, frame = page.evaluate("""() => {
+        const viewport = document.querySelector('#crop-viewport');
+        return [parseFloat(getComputedStyle(viewport, '::before').height), viewport.clientHeight]; }""")
+    assert frame > 100 and circle == pytest.approx(share * frame, abs=1.5)
+    assert "dashed circle" in page.text_content("#crop-help")
+    page.click("#crop-cancel")
+
+
 def test_skip_classifies_the_whole_photo_and_cancel_classifies_nothing(page, site_url, photos):
     open_ready(page, site_url)
     page.set_input_files("#file-input", str(photos["lesion"]))
@@ -526,12 +541,12 @@ def test_camera_that_cannot_start_says_why(page, site_url):
 def test_keyboard_alone_reaches_every_control_and_classifies(page, site_url, photos):
     open_ready(page, site_url)
     order = []
-    for _ in range(12):
+    for _ in range(13):
         page.keyboard.press("Tab")
         order.append(page.evaluate("() => document.activeElement.id || document.activeElement.textContent.trim()"))
     expected = ["Skip to content", "Skin lesion classifier", "Classify", "Model card",
-                "what such changes did in our tests", "Settings: where the model runs", "file-input", "folder-input",
-                "camera-input", "camera-open", "crop-first", "model card"]
+                "what such changes did in our tests", "framing", "Settings: where the model runs", "file-input",
+                "folder-input", "camera-input", "camera-open", "crop-first", "model card"]
     assert order == expected, order
     # back to the photo picker; Space opens the file chooser
     for _ in range(len(order) - 1 - order.index("file-input")):

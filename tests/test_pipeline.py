@@ -46,6 +46,9 @@ def test_retrain_writes_a_complete_model(tiny_model):
     assert [r["change"] for r in framings] == ["as taken", *FRAMINGS]
     assert framings[0] == rows[0]
     assert report["framing"]["images"] == report["test"]["images"]
+    size = report["framing"]["training_lesion_size"]  # from the lesion boxes of the training split
+    assert size["images"] == report["split"]["train"]["images"]
+    assert 0 < size["quartiles"][0] <= size["median"] <= size["quartiles"][1] <= 1
 
 
 def test_metadata_contract_matches_python(tiny_model):

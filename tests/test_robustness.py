@@ -60,3 +60,19 @@ def test_framings_zoom_in_on_the_centre_and_keep_the_aspect():
     # what the network then sees: the centre, enlarged to the input size
     config = ModelConfig(height=150, width=200)
     assert preprocess(np.asarray(closer), config).shape == (150, 200, 3)
+
+
+def test_lesion_size_is_the_longer_side_of_the_box_as_a_share_of_the_input(tmp_path):
+    import pandas as pd
+
+    from skinlesion.robustness import lesion_size
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (200, 150)).save(path)
+    frame = pd.DataFrame({"path": [path] * 4, "top": [0, 0, 0, np.nan], "bottom": [75, 30, 150, np.nan],
+                          "left": [0, 0, 0, np.nan], "right": [50, 150, 100, np.nan]})
+    size = lesion_size(frame, ModelConfig(height=150, width=200))
+    # shares 0.5 (the height's), 0.75 (the width's), 1.0; the photo without a box is left out
+    assert size["images"] == 3 and size["median"] == pytest.approx(0.75)
+    assert size["quartiles"] == pytest.approx([0.625, 0.875])
+    assert lesion_size(frame.drop(columns=["top", "bottom", "left", "right"]), ModelConfig()) is None

@@ -396,6 +396,40 @@ def test_model_card_shows_the_photo_changes_and_the_worst_in_the_limitations(mod
     assert 'href="#photo-changes"' in html
 
 
+def test_model_card_shows_the_framings_in_their_own_table(model_dir: Path, tmp_path: Path) -> None:
+    report = _report()
+    report["robustness"] = {"split": "test", "images": 1431, "rows": [
+        _photo_change("as taken", 0.72, 0.0, 0.0), _photo_change("warmer", 0.656, -0.064, 0.108)]}
+    report["framing"] = {"split": "test", "images": 1431, "rows": [
+        _photo_change("as taken", 0.72, 0.0, 0.0), _photo_change("zoomed in x1.5 on the centre", 0.67, -0.05, 0.13),
+        _photo_change("zoomed in x2 on the centre", 0.52, -0.2, 0.23)]}
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
+    framing = html[html.index('id="framing"'):]
+    framing = framing[:framing.index("</section>")]
+    assert "warmer" not in framing and 'href="#framing"' in html
+    assert _cells(framing, "data-change", "2") == [["zoomed", "in", "x2", "on", "the", "centre"], ["52.0%"],
+                                                   ["-20.0", "(-23.0", "to", "-17.0)"], ["50.0%"], ["23.0%"]]
+    assert "The largest drop in balanced accuracy, 20.0 points, was with the photos zoomed in x2 on the centre" in (
+        re.sub(r"\s+", " ", framing))
+    # the limitations name the worst photo change, not a framing
+    assert "by up to 6.4 points (warmer)" in re.sub(r"\s+", " ", html[html.index('id="limitations"'):])
+
+
+def test_index_shows_the_guide_circle_only_when_the_report_gives_the_lesion_size(model_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    report = _report()
+    report["framing"] = {"rows": [], "training_lesion_size": {"images": 7153, "median": 0.6512, "quartiles": [0.5, 0.8]}}
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "with") / "index.html").read_text(encoding="utf-8")
+    assert 'data-lesion-share="0.651"' in html and "dashed circle" in html
+    for size in (None, {"median": 1.7}, {"median": "0.65"}):
+        report["framing"]["training_lesion_size"] = size
+        (model_dir / "report.json").write_text(json.dumps(report))
+        html = (site.build_site(model_dir, tmp_path / "without") / "index.html").read_text(encoding="utf-8")
+        assert "data-lesion-share" not in html and "dashed circle" not in html
+
+
 def test_model_card_without_photo_changes_leaves_them_out(built: Path, model_dir: Path, tmp_path: Path) -> None:
     assert 'id="photo-changes"' not in (built / "model-card.html").read_text(encoding="utf-8")
     report = _report()
@@ -403,3 +437,4 @@ def test_model_card_without_photo_changes_leaves_them_out(built: Path, model_dir
     (model_dir / "report.json").write_text(json.dumps(report))
     html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
     assert 'id="photo-changes"' not in html and "Even one simple change" not in html
+    assert 'id="framing"' not in html

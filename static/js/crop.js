@@ -30,6 +30,9 @@ export class CropStep {
       skip: $('crop-skip'),
       cancel: $('crop-cancel'),
     };
+    // The guide circle's size, rendered into the page from the model's report (CSS reads it as --lesion-share)
+    const share = Number(this.els.viewport.dataset.lesionShare);
+    if (share > 0) this.els.viewport.style.setProperty('--lesion-share', String(share));
     this.pointers = new Map();
     this.resolve = null;
     this.bind();
