@@ -28,17 +28,18 @@ def ham_dir() -> Path:
     return HAM
 
 
-def make_subset(ham_dir: Path, folder: Path, per_class: int, layout: str = "images") -> Path:
-    """A HAM10000-layout folder with `per_class` images of each class (whole lesions kept together)."""
+def make_subset(ham_dir: Path, folder: Path, per_class: int, layout: str = "images", boxes: bool = False) -> Path:
+    """A HAM10000-layout folder with `per_class` images of each class (whole lesions kept together); with `boxes`,
+    their lesion boxes too (`HAM10000_metadata_ext.csv`)."""
     metadata = pd.read_csv(ham_dir / "HAM10000_metadata.csv")
     subset = metadata.groupby("dx").head(per_class)
     subset = metadata[metadata["lesion_id"].isin(subset["lesion_id"])]
     folder.mkdir(parents=True, exist_ok=True)
     subset.to_csv(folder / "HAM10000_metadata.csv", index=False)
-    boxes = ham_dir / "HAM10000_metadata_ext.csv"  # the lesion boxes, as the shared copy has them
-    if boxes.is_file():
-        extended = pd.read_csv(boxes)
-        extended[extended["image_id"].isin(subset["image_id"])].to_csv(folder / boxes.name, index=False)
+    if boxes:
+        extended = pd.read_csv(ham_dir / "HAM10000_metadata_ext.csv")
+        extended[extended["image_id"].isin(subset["image_id"])].to_csv(folder / "HAM10000_metadata_ext.csv",
+                                                                      index=False)
     for n, image_id in enumerate(subset["image_id"]):
         sub = {"images": "images", "kaggle": f"HAM10000_images_part_{1 + n % 2}"}[layout]
         (folder / sub).mkdir(exist_ok=True)
@@ -48,7 +49,7 @@ def make_subset(ham_dir: Path, folder: Path, per_class: int, layout: str = "imag
 
 @pytest.fixture(scope="session")
 def tiny_ham(ham_dir: Path, tmp_path_factory) -> Path:
-    return make_subset(ham_dir, tmp_path_factory.mktemp("tiny_ham"), per_class=10)
+    return make_subset(ham_dir, tmp_path_factory.mktemp("tiny_ham"), per_class=10, boxes=True)
 
 
 def tiny_retrain(data: Path, root: Path, **settings) -> Path:
