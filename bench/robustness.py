@@ -22,11 +22,11 @@ import numpy as np
 from common import DEFAULT_DATA, DEFAULT_MODEL  # puts the repository on sys.path
 
 from skinlesion import SkinLesionError
+from skinlesion.data import has_lesion_boxes, with_lesion_boxes
 from skinlesion.evaluate import load_report, write_report
 from skinlesion.export import TFJS_DIR, read_metadata
 from skinlesion.model import load_network
 from skinlesion.pipeline import folder_frame
-from skinlesion.data import has_lesion_boxes, with_lesion_boxes
 from skinlesion.robustness import FRAMINGS, lesion_size, robustness
 
 
