@@ -27,7 +27,7 @@ from skinlesion.evaluate import load_report, write_report
 from skinlesion.export import TFJS_DIR, read_metadata
 from skinlesion.model import load_network
 from skinlesion.pipeline import folder_frame
-from skinlesion.robustness import FRAMINGS, lesion_size, robustness
+from skinlesion.robustness import change_tables, lesion_size, report_sections
 
 
 def main() -> None:
@@ -48,28 +48,26 @@ def main() -> None:
     mel_threshold = read_metadata(args.model / TFJS_DIR).get("thresholds", {}).get("mel")
     report = load_report(args.model)
     network, seed = load_network(args.model), report.get("training", {}).get("seed", 0)
-    rows = robustness(network, frame, mel_threshold, rounds=args.rounds, seed=seed)
-    framings = robustness(network, frame, mel_threshold, rounds=args.rounds, seed=seed, changes=FRAMINGS)
+    tables = change_tables(network, frame, mel_threshold, rounds=args.rounds, seed=seed)
     print(f"{args.model}, {args.split} split of its own lesion-grouped split: {len(frame)} images; each row changes "
           f"every photo one way before the page's preprocessing")
-    print_table(rows)
-    changed = rows[1:]
+    print_table(tables["robustness"])
+    changed = tables["robustness"][1:]
     print(f"mean over the {len(changed)} changes: BA {np.mean([r['balanced_accuracy'] for r in changed]):.3f}, "
           f"top answer changed {np.mean([r['top_answer_changed'] for r in changed]):.1%}")
     print("\nframing: the photos zoomed in on their centre, as the page's crop step does")
-    print_table(framings)
+    print_table(tables["framing"])
     if args.save:
-        report["robustness"] = {"split": "test", "images": len(frame), "rows": rows}
         training, _ = folder_frame(args.model, args.data, only_split="train")
         size = lesion_size(with_lesion_boxes(training, args.data), network.config) if has_lesion_boxes(args.data) \
             else None
-        report["framing"] = {"split": "test", "images": len(frame), "rows": framings, "training_lesion_size": size}
+        report.update(report_sections(tables, len(frame), size))
         write_report(report, args.model)
         print(f"written into {args.model / 'report.json'}")
 
 
 def print_table(rows: list[dict]) -> None:
-    """The rows of `robustness` as a table, the photos as taken first."""
+    """One table of `change_tables`, the photos as taken first."""
     print("change | accuracy | BA | BA change [95% interval] | mel sensitivity top-1 / at the alert | "
           "top answer changed")
     for row in rows:

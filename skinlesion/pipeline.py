@@ -36,7 +36,7 @@ from .evaluate import (
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
 from .recipe import TrainConfig
-from .robustness import FRAMINGS, lesion_size, robustness
+from .robustness import change_tables, lesion_size, report_sections
 from .train import train
 
 SPLIT_NAME = "split.csv"
@@ -112,8 +112,8 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     stages["calibrate_and_evaluate"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
 
     t = time.perf_counter()
-    photo_changes = robustness(network, split.test, thresholds["mel"], seed=train_config.seed)
-    framings = robustness(network, split.test, thresholds["mel"], seed=train_config.seed, changes=FRAMINGS)
+    changed_photos = report_sections(change_tables(network, split.test, thresholds["mel"], seed=train_config.seed),
+                                     len(split.test), lesion_size(split.train, network.config))
     stages["robustness"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
 
     t = time.perf_counter()
@@ -154,9 +154,7 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
             "ood_threshold": ood_threshold,
             "test_share_out_of_distribution": float((test_out["ood_score"][:, 0] > ood_threshold).mean()),
         },
-        "robustness": {"split": "test", "images": len(split.test), "rows": photo_changes},
-        "framing": {"split": "test", "images": len(split.test), "rows": framings,
-                    "training_lesion_size": lesion_size(split.train, network.config)},
+        **changed_photos,
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),

@@ -113,19 +113,24 @@ def _probabilities(network: Network, photos: list[Image.Image],
     return predict(network, inputs)
 
 
-def robustness(network: Network, frame: pd.DataFrame, mel_threshold: float | None = None, rounds: int = 1000,
-               seed: int = 0, changes: dict[str, Callable[[Image.Image], Image.Image]] = PHOTO_CHANGES) -> list[dict]:
-    """One row per change of `changes` (the photos as taken first; `FRAMINGS` for the framings) for the images of
-    `frame` (path, label): accuracy, balanced accuracy and its change against the photos as taken with a
-    paired-bootstrap 95% interval (`rounds` resamples), melanoma sensitivity at the top answer and at
-    `mel_threshold`, and the share of photos whose top answer changed."""
+# The report's tables of changed photos: its key -> the changes, each table led by the photos as taken
+CHANGE_TABLES: dict[str, dict[str, Callable[[Image.Image], Image.Image]]] = {
+    "robustness": PHOTO_CHANGES, "framing": FRAMINGS}
+
+
+def change_tables(network: Network, frame: pd.DataFrame, mel_threshold: float | None = None, rounds: int = 1000,
+                  seed: int = 0) -> dict[str, list[dict]]:
+    """For each table of `CHANGE_TABLES`, one row per change (the photos as taken first) for the images of `frame`
+    (path, label): accuracy, balanced accuracy and its change against the photos as taken with a paired-bootstrap 95%
+    interval (`rounds` resamples), melanoma sensitivity at the top answer and at `mel_threshold`, and the share of
+    photos whose top answer changed. The photos are read, and classified as taken, once for all tables."""
     labels = frame["label"].to_numpy()
     photos = [Image.fromarray(read_image(path)) for path in frame["path"]]
     as_taken = _probabilities(network, photos, None)
     base = as_taken.argmax(1)
     base_balanced_accuracy = balanced_accuracy_score(labels, base)
-    rows = []
-    for name, change in {AS_TAKEN: None, **changes}.items():
+
+    def row(name: str, change: Callable[[Image.Image], Image.Image] | None) -> dict:
         probabilities = _probabilities(network, photos, change) if change else as_taken
         figures, predicted = metrics(probabilities, labels, mel_threshold), probabilities.argmax(1)
         row = {"change": name, "accuracy": figures["accuracy"], "balanced_accuracy": figures["balanced_accuracy"],
@@ -137,5 +142,16 @@ def robustness(network: Network, frame: pd.DataFrame, mel_threshold: float | Non
                "top_answer_changed": float((predicted != base).mean())}
         if mel_threshold is not None:
             row["melanoma_alert_sensitivity"] = figures["melanoma_at_threshold"]["sensitivity"]
-        rows.append(row)
-    return rows
+        return row
+
+    first = row(AS_TAKEN, None)
+    return {table: [dict(first), *(row(name, change) for name, change in changes.items())]
+            for table, changes in CHANGE_TABLES.items()}
+
+
+def report_sections(tables: dict[str, list[dict]], images: int, training_lesion_size: dict | None) -> dict:
+    """The report's sections (`CHANGE_TABLES`' keys) for `change_tables` of the `images` test photos; the framing's
+    with how large the training photos' lesions are (`lesion_size`), which the page's crop step draws."""
+    sections = {table: {"split": "test", "images": images, "rows": rows} for table, rows in tables.items()}
+    sections["framing"]["training_lesion_size"] = training_lesion_size
+    return sections
