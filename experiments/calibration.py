@@ -25,7 +25,7 @@ from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
 from skinlesion.evaluate import MEL, expected_calibration_error, fit_temperature  # noqa: E402
 from skinlesion.model import load_network  # noqa: E402
-from skinlesion.pipeline import _predict_frame  # noqa: E402
+from skinlesion.pipeline import predict_frame  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def main() -> None:
     val = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed).val
     labels, groups = val["label"].to_numpy(), val["group"].to_numpy()
     # log p of the shipped (tempered) probabilities is z / T plus a constant per row: times T gives the logits.
-    logits = np.log(np.clip(_predict_frame(network, val)["probabilities"], 1e-12, 1.0)) * network.config.temperature
+    logits = np.log(np.clip(predict_frame(network, val)["probabilities"], 1e-12, 1.0)) * network.config.temperature
     print(f"{args.model}: {len(labels)} validation images, {len(set(groups))} lesions; "
           f"shipped temperature {network.config.temperature:.3f}")
 

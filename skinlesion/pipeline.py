@@ -37,12 +37,13 @@ from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
 from .recipe import TrainConfig
 from .robustness import change_tables, lesion_size, report_sections
+from .subgroups import subgroup_tables
 from .train import train
 
 SPLIT_NAME = "split.csv"
 
 
-def _predict_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> dict[str, np.ndarray]:
+def predict_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> dict[str, np.ndarray]:
     """Probabilities and out-of-distribution scores of every image of a frame, read from disk in chunks."""
     paths = list(frame["path"])
     parts = [predict_all(network, load_inputs(paths[i:i + chunk], network.config)) for i in range(0, len(paths), chunk)]
@@ -98,12 +99,12 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     network.save(staged)
     network = load_network(staged)
     val_labels, test_labels = split.val["label"].to_numpy(), split.test["label"].to_numpy()
-    temperature = fit_temperature(_predict_frame(network, split.val)["probabilities"], val_labels)
+    temperature = fit_temperature(predict_frame(network, split.val)["probabilities"], val_labels)
     log.info("calibration temperature (fit on validation): %.3f", temperature)
-    uncalibrated_test = _predict_frame(network, split.test)["probabilities"]
+    uncalibrated_test = predict_frame(network, split.test)["probabilities"]
     replace(network.config, temperature=temperature).save(staged)
     network = load_network(staged)
-    val, test_out = _predict_frame(network, split.val), _predict_frame(network, split.test)
+    val, test_out = predict_frame(network, split.val), predict_frame(network, split.test)
     test_probabilities = test_out["probabilities"]
     thresholds = {code: sensitivity_threshold(val["probabilities"], val_labels, index_of(code), ALERT_SENSITIVITY)
                   for code in ALERT_CLASSES}
@@ -155,6 +156,7 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
             "test_share_out_of_distribution": float((test_out["ood_score"][:, 0] > ood_threshold).mean()),
         },
         **changed_photos,
+        "subgroups": subgroup_tables(split.test, test_probabilities, seed=train_config.seed),
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),
@@ -208,6 +210,6 @@ def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = No
     """Metrics of the model in `model_dir` on the images `folder_frame` selects; returns (metrics, seen) as it."""
     frame, seen = folder_frame(model_dir, data_dir, only_split)
     network = load_network(model_dir)
-    probabilities = _predict_frame(network, frame)["probabilities"]
+    probabilities = predict_frame(network, frame)["probabilities"]
     mel_threshold = read_metadata(Path(model_dir) / TFJS_DIR).get("thresholds", {}).get("mel")
     return metrics(probabilities, frame["label"].to_numpy(), mel_threshold), seen

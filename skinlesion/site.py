@@ -81,8 +81,11 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
     # The classifier page asks the browser to fetch the model at once, in parallel with the runtime scripts
     # (TF.js itself starts fetching it only after its backend has started).
     preload = [f"model/{name}" for name in ("metadata.json", *_model_files(model_json))]
-    pages = {"index.html": {"page": "index", "preload": preload, "lesion_share": _lesion_share(report)},
-             "model_card.html": {"page": "model_card", "card": _model_card(report, metadata)}}
+    card = _model_card(report, metadata)
+    pages = {"index.html": {"page": "index", "preload": preload, "lesion_share": _lesion_share(report),
+                            # the intro links these sections of the card only when the report has them
+                            "card_has": {key: bool(card[key]) for key in ("robustness", "framing")}},
+             "model_card.html": {"page": "model_card", "card": card}}
     for template, output in PAGES.items():
         html = env.get_template(template).render(**common, **pages[template])
         (out_dir / output).write_text(html, encoding="utf-8")
@@ -244,7 +247,7 @@ _KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_
                                                 "confusion_matrix", "bootstrap_95"}
 _MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
 _KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings",
-                   "test_split_caveat", "robustness", "framing"}
+                   "test_split_caveat", "robustness", "framing", "subgroups"}
 
 
 def _melanoma_rows(rates: dict, key: str, label: str, how: str, fallback: dict[str, str]) -> list[dict]:
@@ -365,6 +368,7 @@ def _model_card(report: dict, metadata: dict) -> dict:
         "cautions": _cautions(report, names),
         "robustness": _change_table(report.get("robustness")),
         "framing": _change_table(report.get("framing")),
+        "subgroups": _subgroup_tables(report.get("subgroups")),
         "extra_sections": extra_sections,
         "temperature": metadata.get("temperature"),
     }
@@ -396,6 +400,44 @@ def _change_table(changes: Any) -> dict | None:
             "worst": {"change": str(worst.get("change", "")),
                       "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",
                       "flips_low": _pct(min(flips)), "flips_high": _pct(max(flips))} if worst else None}
+
+
+def _subgroup_tables(tables: Any) -> dict | None:
+    """The test figures by group of photos (skinlesion/subgroups.py: sex, age, body site, how the diagnosis was
+    confirmed), one table per grouping, and the histopathology and follow-up rows of the last for the limitations."""
+    if not isinstance(tables, dict):
+        return None
+    out = [{"key": re.sub(r"[^a-z0-9_-]", "-", str(key).lower()), "title": str(table.get("title") or key),
+            "rows": [_subgroup_row(r) for r in table["rows"]]}
+           for key, table in tables.items() if isinstance(table, dict) and isinstance(table.get("rows"), list)
+           and table["rows"] and all(isinstance(r, dict) for r in table["rows"])]
+    if not out:
+        return None
+    confirmed = tables.get("diagnosis_confirmed_by")
+    rows = confirmed.get("rows") if isinstance(confirmed, dict) else None
+    by_key = {r.get("key"): r for r in rows if isinstance(r, dict) and _number(r.get("accuracy"))} \
+        if isinstance(rows, list) else {}
+    histo = by_key.get("histo")
+    histopathology = {"accuracy": _pct(histo["accuracy"]), "images": _value(histo.get("images")),
+                      "confidence": _pct_or_none(histo.get("mean_top_probability")),
+                      "follow_up": _pct_or_none(by_key.get("follow_up", {}).get("accuracy"))} if histo else None
+    return {"tables": out, "histopathology": histopathology}
+
+
+def _subgroup_row(row: dict) -> dict:
+    def interval(key: str) -> str:
+        ci = (row.get("bootstrap_95") or {}).get(key)
+        return f"{_pct(ci[0])} to {_pct(ci[1])}" if isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) \
+            else ""
+
+    return {"key": str(row.get("key", "")), "group": str(row.get("group", "")), "images": _value(row.get("images")),
+            "melanomas": _value(row.get("melanomas")), "classes": _value(row.get("classes")),
+            "accuracy": _pct(row.get("accuracy")), "accuracy_ci": interval("accuracy"),
+            "confidence": _pct_or_none(row.get("mean_top_probability")) or "",
+            "balanced_accuracy": _pct(row.get("balanced_accuracy")),
+            "balanced_accuracy_ci": interval("balanced_accuracy"),
+            "melanoma": _pct_or_none(row.get("melanoma_sensitivity")) or "",
+            "melanoma_ci": interval("melanoma_sensitivity")}
 
 
 def _confusion(matrix: Any, codes: list[str]) -> dict | None:

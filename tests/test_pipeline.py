@@ -49,6 +49,12 @@ def test_retrain_writes_a_complete_model(tiny_model):
     size = report["framing"]["training_lesion_size"]  # from the lesion boxes of the training split
     assert size["images"] == report["split"]["train"]["images"]
     assert 0 < size["quartiles"][0] <= size["median"] <= size["quartiles"][1] <= 1
+    # the test figures by group: every test photo in exactly one row of each table, the rows adding up to the whole
+    assert list(report["subgroups"]) == ["sex", "age", "body_site", "diagnosis_confirmed_by"]
+    for table in report["subgroups"].values():
+        assert sum(r["images"] for r in table["rows"]) == report["test"]["images"]
+        correct = sum(r["accuracy"] * r["images"] for r in table["rows"])
+        assert correct == pytest.approx(report["test"]["accuracy"] * report["test"]["images"])
 
 
 def test_metadata_contract_matches_python(tiny_model):

@@ -438,3 +438,56 @@ def test_model_card_without_photo_changes_leaves_them_out(built: Path, model_dir
     html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
     assert 'id="photo-changes"' not in html and "Even one simple change" not in html
     assert 'id="framing"' not in html
+
+
+def _group(key: str, name: str, images: int, accuracy: float, melanoma: float | None) -> dict:
+    intervals = {"accuracy": [accuracy - 0.05, accuracy + 0.05], "balanced_accuracy": [0.5, 0.8]}
+    if melanoma is not None:
+        intervals["melanoma_sensitivity"] = [melanoma - 0.1, melanoma + 0.1]
+    return {"key": key, "group": name, "images": images, "melanomas": 12 if melanoma is not None else 0,
+            "classes": 7, "accuracy": accuracy, "mean_top_probability": accuracy + 0.06, "balanced_accuracy": 0.65,
+            "melanoma_sensitivity": melanoma,
+            "bootstrap_95": intervals}
+
+
+def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_limitations(model_dir: Path,
+                                                                                         tmp_path: Path) -> None:
+    report = _report()
+    report["subgroups"] = {
+        "sex": {"title": "Sex", "column": "sex", "rows": [_group("female", "female", 673, 0.83, 0.6),
+                                                          _group("others", "others, each under 30 images: unknown",
+                                                                 12, 0.75, None)]},
+        "diagnosis_confirmed_by": {"title": "Diagnosis confirmed by", "column": "dx_type", "rows": [
+            _group("histo", "histopathology (biopsy or excision)", 749, 0.68, 0.56),
+            _group("follow_up", "follow-up (unchanged over time)", 529, 0.97, None)]}}
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
+    groups = html[html.index('id="groups"'):]
+    groups = groups[:groups.index("</section>")]
+    assert 'href="#groups"' in html and 'id="groups-sex"' in groups and 'id="groups-diagnosis_confirmed_by"' in groups
+    assert _cells(groups, "data-group", "female") == [["female"], ["673"], ["12"], ["83.0%", "78.0%", "to", "88.0%"],
+                                                      ["89.0%"], ["65.0%", "(7)", "50.0%", "to", "80.0%"],
+                                                      ["60.0%", "50.0%", "to", "70.0%"]]
+    assert _cells(groups, "data-group", "others")[6] == []  # too few melanomas: no sensitivity
+    limitations = re.sub(r"\s+", " ", html[html.index('id="limitations"'):])
+    assert "On the 749 test photos of lesions whose diagnosis needed a biopsy or excision" in limitations
+    assert "accuracy was 68.0%, against 97.0% on moles confirmed by follow-up" in limitations
+    assert "its top probability averaged 74.0%" in limitations
+
+
+def test_model_card_without_figures_by_group_leaves_them_out(built: Path) -> None:
+    html = (built / "model-card.html").read_text(encoding="utf-8")
+    assert 'id="groups"' not in html and "biopsy or excision" not in html
+
+
+def test_index_links_only_the_card_sections_the_report_has(built: Path, model_dir: Path, tmp_path: Path) -> None:
+    html = (built / "index.html").read_text(encoding="utf-8")
+    assert "#photo-changes" not in html and "#framing" not in html and "zooming in closer" in html
+    report = _report()
+    report["robustness"] = {"images": 1431, "rows": [_photo_change("as taken", 0.72, 0.0, 0.0),
+                                                     _photo_change("warmer", 0.656, -0.064, 0.108)]}
+    report["framing"] = {"images": 1431, "rows": [_photo_change("as taken", 0.72, 0.0, 0.0),
+                                                  _photo_change("zoomed in x2 on the centre", 0.52, -0.2, 0.23)]}
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "out") / "index.html").read_text(encoding="utf-8")
+    assert 'href="model-card.html#photo-changes"' in html and 'href="model-card.html#framing"' in html
