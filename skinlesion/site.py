@@ -84,7 +84,9 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
     card = _model_card(report, metadata)
     pages = {"index.html": {"page": "index", "preload": preload, "lesion_share": _lesion_share(report),
                             # the intro links these sections of the card only when the report has them
-                            "card_has": {key: bool(card[key]) for key in ("robustness", "framing")}},
+                            "card_has": {key: bool(card[key]) for key in ("robustness", "framing")},
+                            # how the model did on the lesions that needed a biopsy, said under every result
+                            "biopsied": (card["subgroups"] or {}).get("histopathology")},
              "model_card.html": {"page": "model_card", "card": card}}
     for template, output in PAGES.items():
         html = env.get_template(template).render(**common, **pages[template])

@@ -473,6 +473,8 @@ def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_l
     assert "On the 749 test photos of lesions whose diagnosis needed a biopsy or excision" in limitations
     assert "accuracy was 68.0%, against 97.0% on moles confirmed by follow-up" in limitations
     assert "its top probability averaged 74.0%" in limitations
+    metrics = re.sub(r"\s+", " ", html[html.index('id="metrics"'):html.index('id="per-class"')])
+    assert "on the 749 photos of lesions that needed a biopsy, accuracy was 68.0%" in metrics
 
 
 def test_model_card_without_figures_by_group_leaves_them_out(built: Path) -> None:
@@ -491,3 +493,16 @@ def test_index_links_only_the_card_sections_the_report_has(built: Path, model_di
     (model_dir / "report.json").write_text(json.dumps(report))
     html = (site.build_site(model_dir, tmp_path / "out") / "index.html").read_text(encoding="utf-8")
     assert 'href="model-card.html#photo-changes"' in html and 'href="model-card.html#framing"' in html
+
+
+def test_every_result_says_how_the_model_did_on_biopsied_lesions_when_the_report_has_it(built: Path, model_dir: Path,
+                                                                                       tmp_path: Path) -> None:
+    assert "needed a biopsy" not in (built / "index.html").read_text(encoding="utf-8")
+    report = _report()
+    report["subgroups"] = {"diagnosis_confirmed_by": {"title": "Diagnosis confirmed by", "column": "dx_type", "rows": [
+        _group("histo", "histopathology (biopsy or excision)", 749, 0.68, 0.56)]}}
+    (model_dir / "report.json").write_text(json.dumps(report))
+    html = (site.build_site(model_dir, tmp_path / "out") / "index.html").read_text(encoding="utf-8")
+    template = re.sub(r"\s+", " ", html[html.index('<template id="result-template">'):html.index("</template>")])
+    assert ("on test photos of lesions that needed a biopsy it was right 68.0% of the time, while its top "
+            "probability averaged 74.0%") in template
