@@ -6,6 +6,7 @@ a thread; launches `/usr/bin/chromium` headless through Playwright. Writes nothi
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import os
@@ -43,6 +44,19 @@ READY_OBSERVER = """(() => {
   const observer = new MutationObserver(() => { if (check()) observer.disconnect(); });
   observer.observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
 })();"""
+
+
+def split_table_arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that score a model on its own split in Python and can write their tables into its
+    report (robustness.py, subgroups.py): --model, --data, --split, --rounds, --save."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--save", action="store_true", help="write the tables into the model's report.json (the "
+                        "whole test split only), for the model card")
+    return parser
 
 
 def machine() -> str:

@@ -13,13 +13,11 @@ that existed.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from common import DEFAULT_DATA, DEFAULT_MODEL  # puts the repository on sys.path
+from common import split_table_arguments  # puts the repository on sys.path
 
 from skinlesion import SkinLesionError
 from skinlesion.data import has_lesion_boxes, with_lesion_boxes
@@ -31,14 +29,8 @@ from skinlesion.robustness import change_tables, lesion_size, report_sections
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--split", choices=("test", "val"), default="test")
-    parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser = split_table_arguments(__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, help="only N images of the split, drawn at random (a quick look)")
-    parser.add_argument("--save", action="store_true", help="write the tables into the model's report.json (the "
-                        "whole test split only), for the model card")
     args = parser.parse_args()
     if args.save and (args.split != "test" or args.limit):
         raise SkinLesionError("--save writes the whole test split's table: drop --split val and --limit")

@@ -12,11 +12,9 @@ report for the model card; `--save` writes them into the report of a model train
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-from common import DEFAULT_DATA, DEFAULT_MODEL  # puts the repository on sys.path
+from common import split_table_arguments  # puts the repository on sys.path
 
 from skinlesion import SkinLesionError
 from skinlesion.evaluate import load_report, write_report
@@ -26,13 +24,7 @@ from skinlesion.subgroups import subgroup_tables
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--split", choices=("test", "val"), default="test")
-    parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    parser.add_argument("--save", action="store_true", help="write the tables into the model's report.json (the "
-                        "test split only), for the model card")
+    parser = split_table_arguments(__doc__.splitlines()[0])
     args = parser.parse_args()
     if args.save and args.split != "test":
         raise SkinLesionError("--save writes the test split's tables: drop --split val")
