@@ -118,6 +118,10 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     stages["robustness"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
 
     t = time.perf_counter()
+    by_group = subgroup_tables(split.test, test_probabilities, seed=train_config.seed)
+    stages["subgroups"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
+
+    t = time.perf_counter()
     tfjs_dir = export_tfjs(network, staged, quantization, extra_metadata={
         "thresholds": thresholds, "uncertain_below": uncertain_below, "ood_threshold": ood_threshold})
     stages["export"] = {"wall_time_s": round(time.perf_counter() - t, 1)}
@@ -156,7 +160,7 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
             "test_share_out_of_distribution": float((test_out["ood_score"][:, 0] > ood_threshold).mean()),
         },
         **changed_photos,
-        "subgroups": subgroup_tables(split.test, test_probabilities, seed=train_config.seed),
+        "subgroups": by_group,
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),

@@ -51,6 +51,7 @@ def test_retrain_writes_a_complete_model(tiny_model):
     assert 0 < size["quartiles"][0] <= size["median"] <= size["quartiles"][1] <= 1
     # the test figures by group: every test photo in exactly one row of each table, the rows adding up to the whole
     assert list(report["subgroups"]) == ["sex", "age", "body_site", "diagnosis_confirmed_by"]
+    assert report["training"]["stages"]["subgroups"]["wall_time_s"] >= 0
     for table in report["subgroups"].values():
         assert sum(r["images"] for r in table["rows"]) == report["test"]["images"]
         correct = sum(r["accuracy"] * r["images"] for r in table["rows"])
