@@ -20,7 +20,7 @@ from skinlesion import SkinLesionError
 from skinlesion.evaluate import load_report, write_report
 from skinlesion.model import load_network
 from skinlesion.pipeline import folder_frame, predict_frame
-from skinlesion.subgroups import subgroup_tables
+from skinlesion.subgroups import GROUPINGS, subgroup_tables
 
 
 def main() -> None:
@@ -34,7 +34,8 @@ def main() -> None:
     probabilities = predict_frame(load_network(args.model), frame)["probabilities"]
     tables = subgroup_tables(frame, probabilities, rounds=args.rounds, seed=report.get("training", {}).get("seed", 0))
     if not tables:
-        raise SkinLesionError(f"the metadata in {args.data} has none of the columns sex, age, localization, dx_type")
+        raise SkinLesionError(f"the metadata in {args.data} has none of the columns "
+                              f"{', '.join(column for column, *_ in GROUPINGS.values())}")
     print(f"{args.model}, {args.split} split of its own lesion-grouped split: {len(frame)} images")
     for table in tables.values():
         print(f"\n{table['title']} ({table['column']})")

@@ -346,7 +346,7 @@ def _model_card(report: dict, metadata: dict) -> dict:
         for code in order if isinstance(m := per_class_raw.get(code), dict)
     ]
 
-    plots = [{"key": re.sub(r"[^a-z0-9_-]", "-", str(key).lower()), "title": _humanize(str(key)),
+    plots = [{"key": _html_id(key), "title": _humanize(str(key)),
               "src": f"model/{PurePosixPath(str(name))}"}
              for key, name in (report.get("plots") or {}).items()]
 
@@ -409,21 +409,22 @@ def _subgroup_tables(tables: Any) -> dict | None:
     confirmed), one table per grouping, and the histopathology and follow-up rows of the last for the limitations."""
     if not isinstance(tables, dict):
         return None
-    out = [{"key": re.sub(r"[^a-z0-9_-]", "-", str(key).lower()), "title": str(table.get("title") or key),
-            "rows": [_subgroup_row(r) for r in table["rows"]]}
-           for key, table in tables.items() if isinstance(table, dict) and isinstance(table.get("rows"), list)
-           and table["rows"] and all(isinstance(r, dict) for r in table["rows"])]
-    if not out:
+    valid = {key: table for key, table in tables.items()
+             if isinstance(table, dict) and isinstance(table.get("rows"), list) and table["rows"]
+             and all(isinstance(r, dict) for r in table["rows"])}
+    if not valid:
         return None
-    confirmed = tables.get("diagnosis_confirmed_by")
-    rows = confirmed.get("rows") if isinstance(confirmed, dict) else None
-    by_key = {r.get("key"): r for r in rows if isinstance(r, dict) and _number(r.get("accuracy"))} \
-        if isinstance(rows, list) else {}
+    by_key = {r.get("key"): r for r in valid.get("diagnosis_confirmed_by", {}).get("rows", [])
+              if _number(r.get("accuracy"))}
     histo = by_key.get("histo")
     histopathology = {"accuracy": _pct(histo["accuracy"]), "images": _value(histo.get("images")),
                       "confidence": _pct_or_none(histo.get("mean_top_probability")),
                       "follow_up": _pct_or_none(by_key.get("follow_up", {}).get("accuracy"))} if histo else None
-    return {"tables": out, "histopathology": histopathology}
+    return {"tables": [{"key": _html_id(key), "title": str(table.get("title") or key),
+                        "rows": [_subgroup_row(r) for r in table["rows"]]} for key, table in valid.items()],
+            "min_melanomas": next((_value(t["min_melanomas"]) for t in valid.values()
+                                   if _number(t.get("min_melanomas"))), None),
+            "histopathology": histopathology}
 
 
 def _subgroup_row(row: dict) -> dict:
@@ -440,6 +441,11 @@ def _subgroup_row(row: dict) -> dict:
             "balanced_accuracy_ci": interval("balanced_accuracy"),
             "melanoma": _pct_or_none(row.get("melanoma_sensitivity")) or "",
             "melanoma_ci": interval("melanoma_sensitivity")}
+
+
+def _html_id(key: Any) -> str:
+    """A report key as a fragment of an HTML id."""
+    return re.sub(r"[^a-z0-9_-]", "-", str(key).lower())
 
 
 def _confusion(matrix: Any, codes: list[str]) -> dict | None:

@@ -54,9 +54,10 @@ def _order(groups: pd.Series) -> list[str]:
 
 def subgroup_tables(frame: pd.DataFrame, probabilities: np.ndarray, rounds: int = 1000, seed: int = 0) -> dict:
     """For each grouping of `GROUPINGS` whose column `frame` has (images in the order of `probabilities`, with a label
-    column): one row per group with its images, melanomas, accuracy, mean top probability, balanced accuracy (over
-    the classes the group has) and melanoma sensitivity at the top answer (for groups with `MIN_MELANOMAS` or more), each with a 95%
-    bootstrap interval over the group's images. Groups under `MIN_GROUP_IMAGES` images are pooled into one row."""
+    column): one row per group with its images, melanomas, accuracy, mean top probability and calibration error,
+    balanced accuracy (over the classes the group has) and melanoma sensitivity at the top answer (for groups with
+    `MIN_MELANOMAS` or more), with 95% bootstrap intervals over the group's images. Groups under `MIN_GROUP_IMAGES`
+    images are pooled into one row."""
     labels = frame["label"].to_numpy()
     tables = {}
     for key, (column, title, group_of, name_of) in GROUPINGS.items():
@@ -70,7 +71,7 @@ def subgroup_tables(frame: pd.DataFrame, probabilities: np.ndarray, rounds: int 
             rows.append(_row(POOLED, f"others, each under {MIN_GROUP_IMAGES} images: "
                              f"{', '.join(map(name_of, small))}", np.isin(groups, small), probabilities, labels,
                              rounds, seed))
-        tables[key] = {"title": title, "column": column, "rows": rows}
+        tables[key] = {"title": title, "column": column, "min_melanomas": MIN_MELANOMAS, "rows": rows}
     return tables
 
 
@@ -88,7 +89,8 @@ def _row(key: str, name: str, chosen: np.ndarray, probabilities: np.ndarray, lab
             # against the accuracy: how sure the model was in the group, on average (calibrated over all photos, it
             # can still be over- or underconfident in a group)
             "mean_top_probability": float(probabilities.max(1).mean()),
-            "expected_calibration_error": expected_calibration_error(probabilities, labels),  # biased up in small groups
+            # 15 bins: biased upwards in small groups
+            "expected_calibration_error": expected_calibration_error(probabilities, labels),
             "balanced_accuracy": balanced_accuracy,
             "melanoma_sensitivity": float((predicted[labels == MEL] == MEL).mean()) if enough_melanomas else None,
             "bootstrap_95": {k: v for k, v in intervals.items() if k != "melanoma_sensitivity" or enough_melanomas}}

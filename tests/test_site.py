@@ -454,9 +454,9 @@ def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_l
                                                                                          tmp_path: Path) -> None:
     report = _report()
     report["subgroups"] = {
-        "sex": {"title": "Sex", "column": "sex", "rows": [_group("female", "female", 673, 0.83, 0.6),
-                                                          _group("others", "others, each under 30 images: unknown",
-                                                                 12, 0.75, None)]},
+        "sex": {"title": "Sex", "column": "sex", "min_melanomas": 12, "rows": [
+            _group("female", "female", 673, 0.83, 0.6),
+            _group("others", "others, each under 30 images: unknown", 12, 0.75, None)]},
         "diagnosis_confirmed_by": {"title": "Diagnosis confirmed by", "column": "dx_type", "rows": [
             _group("histo", "histopathology (biopsy or excision)", 749, 0.68, 0.56),
             _group("follow_up", "follow-up (unchanged over time)", 529, 0.97, None)]}}
@@ -469,6 +469,7 @@ def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_l
                                                       ["89.0%"], ["65.0%", "(7)", "50.0%", "to", "80.0%"],
                                                       ["60.0%", "50.0%", "to", "70.0%"]]
     assert _cells(groups, "data-group", "others")[6] == []  # too few melanomas: no sensitivity
+    assert "Melanomas found is shown for groups with at least 12 melanomas." in re.sub(r"\s+", " ", groups)
     limitations = re.sub(r"\s+", " ", html[html.index('id="limitations"'):])
     assert "On the 749 test photos of lesions whose diagnosis needed a biopsy or excision" in limitations
     assert "accuracy was 68.0%, against 97.0% on moles confirmed by follow-up" in limitations

@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 
 from skinlesion.classes import CODES, index_of
-from skinlesion.subgroups import MIN_GROUP_IMAGES, subgroup_tables
+from skinlesion.subgroups import MIN_GROUP_IMAGES, MIN_MELANOMAS, subgroup_tables
 
 MEL, NV, BCC = index_of("mel"), index_of("nv"), index_of("bcc")
 
 
-def _one_hot(predicted: list[int]) -> np.ndarray:
+def _answering(predicted: list[int]) -> np.ndarray:
+    """Probabilities whose top class is `predicted`, at 1 / 1.06 (the others 0.01 / 1.06 each)."""
     probabilities = np.full((len(predicted), len(CODES)), 0.01)
     probabilities[np.arange(len(predicted)), predicted] = 1.0
     return probabilities / probabilities.sum(1, keepdims=True)
@@ -26,7 +27,7 @@ def frame_and_probabilities() -> tuple[pd.DataFrame, np.ndarray]:
             + [("male", "20.0", "face", "follow_up", NV, NV if i < 30 else MEL) for i in range(40)]
             + [(None, None, "unknown", "confocal", BCC, NV) for _ in range(5)])
     frame = pd.DataFrame(rows, columns=["sex", "age", "localization", "dx_type", "label", "predicted"])
-    return frame.drop(columns="predicted"), _one_hot(list(frame["predicted"]))
+    return frame.drop(columns="predicted"), _answering(list(frame["predicted"]))
 
 
 def _rows(table: dict) -> dict[str, dict]:
@@ -36,10 +37,11 @@ def _rows(table: dict) -> dict[str, dict]:
 def test_each_group_gets_its_own_figures(frame_and_probabilities):
     tables = subgroup_tables(*frame_and_probabilities, rounds=50)
     assert list(tables) == ["sex", "age", "body_site", "diagnosis_confirmed_by"]
+    assert all(table["min_melanomas"] == MIN_MELANOMAS for table in tables.values())
     female, male = _rows(tables["sex"])["female"], _rows(tables["sex"])["male"]
     assert (female["images"], female["melanomas"], female["classes"]) == (60, 20, 2)
     assert female["accuracy"] == pytest.approx(55 / 60)
-    assert female["mean_top_probability"] == pytest.approx(1 / 1.06)  # every answer one-hot: 1.0 against 0.01 x 6
+    assert female["mean_top_probability"] == pytest.approx(1 / 1.06)
     assert female["balanced_accuracy"] == pytest.approx((15 / 20 + 1) / 2)
     assert female["melanoma_sensitivity"] == pytest.approx(0.75)
     low, high = female["bootstrap_95"]["accuracy"]
