@@ -3,8 +3,10 @@
 The model folder's network gives its uncalibrated probabilities on its own validation images (the shipped
 temperature undone). Each candidate calibration is fitted on 4 of 5 lesion-grouped, class-stratified folds of the
 validation split and applied to the fifth; the out-of-fold probabilities of all validation images are then scored
-(ECE over 15 bins, negative log-likelihood, balanced accuracy, accuracy, melanoma recall), for several fold seeds.
-The rule we fixed before the first run is in docs/experiments.md.
+(ECE over 15 bins, negative log-likelihood, balanced accuracy, accuracy, melanoma recall), for several fold seeds,
+on all of validation and on its lesions confirmed by histopathology (HAM10000's dx_type "histo"). c1's rule, fixed
+before its first run, is in docs/experiments.md; h1's ("temperature on biopsied", fitted on those lesions only) in
+experiments/configs/h1.decision.
 
     .venv/bin/python experiments/calibration.py --data ../shared/data/ham10000 [--model model]
 """
@@ -73,7 +75,13 @@ class TemperatureAndBias:
         return _softmax(logits / self.temperature + self.bias)
 
 
-CANDIDATES = (Identity, Temperature, TemperatureAndBias)
+class BiopsiedTemperature(Temperature):
+    """The temperature fitted on the lesions confirmed by histopathology only (h1): the lesions a worried user brings."""
+    name = "temperature on biopsied"
+    fit_only = "histo"  # dx_type of the fit rows; the others are fitted on every fit row
+
+
+CANDIDATES = (Identity, Temperature, TemperatureAndBias, BiopsiedTemperature)
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -96,33 +104,46 @@ def main() -> None:
     network = load_network(args.model)
     val = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed).val
     labels, groups = val["label"].to_numpy(), val["group"].to_numpy()
+    confirmed_by = val["dx_type"].to_numpy() if "dx_type" in val else np.full(len(val), "")
+    biopsied = confirmed_by == "histo"
     # log p of the shipped (tempered) probabilities is z / T plus a constant per row: times T gives the logits.
     logits = np.log(np.clip(predict_frame(network, val)["probabilities"], 1e-12, 1.0)) * network.config.temperature
     print(f"{args.model}: {len(labels)} validation images, {len(set(groups))} lesions; "
           f"shipped temperature {network.config.temperature:.3f}")
 
-    table = {c.name: [] for c in CANDIDATES}
+    candidates = [c for c in CANDIDATES if getattr(c, "fit_only", None) is None or biopsied.any()]
+    table = {c.name: [] for c in candidates}
+    biopsied_table = {c.name: [] for c in candidates}
     for fold_seed in range(args.fold_seeds):
         folds = StratifiedGroupKFold(args.folds, shuffle=True, random_state=fold_seed)
-        out_of_fold = {c.name: np.zeros_like(logits) for c in CANDIDATES}
+        out_of_fold = {c.name: np.zeros_like(logits) for c in candidates}
         for fit_rows, held_rows in folds.split(logits, labels, groups):
-            for candidate in CANDIDATES:
-                fitted = candidate().fit(logits[fit_rows], labels[fit_rows])
+            for candidate in candidates:
+                rows = fit_rows[confirmed_by[fit_rows] == candidate.fit_only] if hasattr(candidate, "fit_only") \
+                    else fit_rows
+                fitted = candidate().fit(logits[rows], labels[rows])
                 out_of_fold[candidate.name][held_rows] = fitted.apply(logits[held_rows])
         for name, probabilities in out_of_fold.items():
             table[name].append(scores(probabilities, labels))
+            if biopsied.any():
+                biopsied_table[name].append(scores(probabilities[biopsied], labels[biopsied]))
 
-    print(f"out-of-fold scores on validation, {args.folds} folds, mean [min, max] over {args.fold_seeds} fold seeds:")
     keys = list(scores(_softmax(logits), labels))
-    print("calibration | " + " | ".join(keys))
-    for name, rows in table.items():
-        cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, {max(r[k] for r in rows):.4f}]"
-                 for k in keys]
-        print(f"{name} | " + " | ".join(cells))
-    for candidate in CANDIDATES[1:]:
-        fitted = candidate().fit(logits, labels)
-        print(f"{candidate.name}, fitted on all of validation: T {fitted.temperature:.3f}"
-              + (f", bias {dict(zip(CODES, np.round(fitted.bias, 3)))}" if hasattr(fitted, "bias") else ""))
+    for title, figures in ((f"all {len(labels)} validation images", table),
+                           (f"the {biopsied.sum()} confirmed by histopathology", biopsied_table)):
+        if not any(figures.values()):
+            continue
+        print(f"out-of-fold scores on {title}, {args.folds} folds, mean [min, max] over {args.fold_seeds} fold seeds:")
+        print("calibration | " + " | ".join(keys))
+        for name, rows in figures.items():
+            cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, "
+                     f"{max(r[k] for r in rows):.4f}]" for k in keys]
+            print(f"{name} | " + " | ".join(cells))
+    for candidate in candidates[1:]:
+        rows = confirmed_by == candidate.fit_only if hasattr(candidate, "fit_only") else np.ones(len(labels), bool)
+        fitted = candidate().fit(logits[rows], labels[rows])
+        print(f"{candidate.name}, fitted on all {rows.sum()} of its validation images: T {fitted.temperature:.3f}"
+              + (f", bias {dict(zip(CODES, np.round(fitted.bias, 3).tolist()))}" if hasattr(fitted, "bias") else ""))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+"""m1: does the patient's age, sex and body site, combined with the image, tell the classes apart better? Chosen
+inside the validation split only (the test split is never read here); the rule is experiments/configs/m1.decision.
+
+Per field, log p(class | value) - log p(class) is counted on the training split (add-one smoothing); the combined
+logits are z / T + w * (the sum of the present fields' log-ratios), T and w fitted by NLL on 4 of 5 lesion-grouped
+folds of validation and scored on the fifth, for several fold seeds, against the temperature alone.
+
+    .venv/bin/python experiments/metadata_prior.py --data ../shared/data/ham10000 [--model model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import StratifiedGroupKFold
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.calibration import Temperature, _softmax, scores  # noqa: E402
+from skinlesion.classes import CODES  # noqa: E402
+from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
+from skinlesion.model import load_network  # noqa: E402
+from skinlesion.pipeline import predict_frame  # noqa: E402
+from skinlesion.recipe import TrainConfig  # noqa: E402
+
+
+def _age_decade(value: str) -> str:
+    try:
+        return str(min(int(float(value)) // 10 * 10, 80))
+    except (TypeError, ValueError):
+        return "unknown"
+
+
+FIELDS = {"age": _age_decade, "sex": lambda v: v if isinstance(v, str) else "unknown",
+          "localization": lambda v: v if isinstance(v, str) else "unknown"}
+
+
+def field_log_ratios(train: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per field: a table value x class of log p(class | value) - log p(class), from the training rows."""
+    prior = np.log(np.bincount(train["label"], minlength=len(CODES)) / len(train))
+    tables = {}
+    for field, value_of in FIELDS.items():
+        values = train[field].map(value_of)
+        counts = pd.crosstab(values, train["label"]).reindex(columns=range(len(CODES)), fill_value=0) + 1
+        table = np.log(counts.div(counts.sum(axis=1), axis=0)) - prior
+        table.loc["unknown"] = 0.0
+        tables[field] = table
+    return tables
+
+
+def metadata_logits(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> np.ndarray:
+    total = np.zeros((len(frame), len(CODES)))
+    for field, value_of in FIELDS.items():
+        values = frame[field].map(value_of)
+        total += tables[field].reindex(values).fillna(0.0).to_numpy()  # a value training never saw adds 0
+    return total
+
+
+class TemperatureAndMetadata:
+    name = "temperature + metadata"
+
+    def __init__(self, meta: np.ndarray):
+        self.meta = meta
+
+    def fit(self, logits: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> "TemperatureAndMetadata":
+        def nll(params: np.ndarray) -> float:
+            p = _softmax(logits * np.exp(-params[0]) + params[1] * self.meta[rows])
+            return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+        params = minimize(nll, np.array([0.0, 0.5]), method="L-BFGS-B").x
+        self.temperature, self.weight = float(np.exp(params[0])), float(params[1])
+        return self
+
+    def apply(self, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return _softmax(logits / self.temperature + self.weight * self.meta[rows])
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                     rounds: int = 1000) -> tuple[float, float]:
+    """95% interval of BA(b) - BA(a), resampling lesions."""
+    rng = np.random.default_rng(0)
+    lesions = np.unique(groups)
+    rows_of = {g: np.flatnonzero(groups == g) for g in lesions}
+    changes = []
+    for _ in range(rounds):
+        rows = np.concatenate([rows_of[g] for g in rng.choice(lesions, len(lesions))])
+        changes.append(balanced_accuracy_score(labels[rows], b[rows].argmax(1))
+                       - balanced_accuracy_score(labels[rows], a[rows].argmax(1)))
+    return tuple(np.percentile(changes, [2.5, 97.5]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=Path("model"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--fold-seeds", type=int, default=10)
+    args = parser.parse_args()
+
+    network = load_network(args.model)
+    split = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed)
+    val = split.val
+    labels, groups = val["label"].to_numpy(), val["group"].to_numpy()
+    logits = np.log(np.clip(predict_frame(network, val)["probabilities"], 1e-12, 1.0)) * network.config.temperature
+    tables = field_log_ratios(split.train)
+    meta = metadata_logits(val, tables)
+    print(f"{args.model}: {len(labels)} validation images; field tables from {len(split.train)} training images")
+
+    table = {"temperature": [], TemperatureAndMetadata.name: []}
+    kept = {}
+    for fold_seed in range(args.fold_seeds):
+        folds = StratifiedGroupKFold(args.folds, shuffle=True, random_state=fold_seed)
+        oof = {name: np.zeros_like(logits) for name in table}
+        for fit_rows, held_rows in folds.split(logits, labels, groups):
+            oof["temperature"][held_rows] = Temperature().fit(logits[fit_rows], labels[fit_rows]).apply(
+                logits[held_rows])
+            fused = TemperatureAndMetadata(meta).fit(logits[fit_rows], labels[fit_rows], fit_rows)
+            oof[TemperatureAndMetadata.name][held_rows] = fused.apply(logits[held_rows], held_rows)
+        for name, probabilities in oof.items():
+            table[name].append(scores(probabilities, labels))
+        if fold_seed == 0:
+            kept = oof
+
+    print(f"out-of-fold scores on validation, {args.folds} folds, mean [min, max] over {args.fold_seeds} fold seeds:")
+    keys = list(table["temperature"][0])
+    print("calibration | " + " | ".join(keys))
+    for name, rows in table.items():
+        cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, {max(r[k] for r in rows):.4f}]"
+                 for k in keys]
+        print(f"{name} | " + " | ".join(cells))
+    low, high = paired_bootstrap(kept["temperature"], kept[TemperatureAndMetadata.name], labels, groups)
+    print(f"BA change, fold seed 0, 95% paired bootstrap over lesions: [{low:+.4f}, {high:+.4f}]")
+    fitted = TemperatureAndMetadata(meta).fit(logits, labels, np.arange(len(labels)))
+    print(f"fitted on all of validation: T {fitted.temperature:.3f}, metadata weight {fitted.weight:.3f}")
+    for field, ratios in tables.items():
+        print(f"\n{field}: log p(class | value) - log p(class), training split\n"
+              + ratios.set_axis(CODES, axis=1).round(2).to_string())
+
+
+if __name__ == "__main__":
+    main()
