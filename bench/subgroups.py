@@ -6,8 +6,9 @@ The model's own lesion-grouped test split (`--split val` for what experiments ma
 then one table per grouping of skinlesion/subgroups.py: images, melanomas, accuracy, the mean top probability (how
 sure the model was: above the accuracy, overconfident in that group), the expected calibration error (15 bins;
 biased upwards in small groups), balanced accuracy (over the classes the group has) and melanoma sensitivity at the
-top answer, with 95% bootstrap intervals over the group's images. A retrain writes the test split's tables into its
-report for the model card; `--save` writes them into the report of a model trained before that existed.
+top answer, with 95% bootstrap intervals that resample the group's lesions. A retrain writes the test split's tables
+into its report for the model card; `--save` writes them into the report of a model trained before they existed, or
+before their intervals resampled lesions.
 """
 
 from __future__ import annotations

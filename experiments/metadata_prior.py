@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.calibration import Temperature, _softmax, scores  # noqa: E402
 from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
+from skinlesion.evaluate import bootstrap_rows  # noqa: E402
 from skinlesion.model import load_network  # noqa: E402
 from skinlesion.pipeline import predict_frame  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
@@ -82,14 +83,8 @@ class TemperatureAndMetadata:
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                      rounds: int = 1000) -> tuple[float, float]:
     """95% interval of BA(b) - BA(a), resampling lesions."""
-    rng = np.random.default_rng(0)
-    lesions = np.unique(groups)
-    rows_of = {g: np.flatnonzero(groups == g) for g in lesions}
-    changes = []
-    for _ in range(rounds):
-        rows = np.concatenate([rows_of[g] for g in rng.choice(lesions, len(lesions))])
-        changes.append(balanced_accuracy_score(labels[rows], b[rows].argmax(1))
-                       - balanced_accuracy_score(labels[rows], a[rows].argmax(1)))
+    changes = [balanced_accuracy_score(labels[rows], b[rows].argmax(1))
+               - balanced_accuracy_score(labels[rows], a[rows].argmax(1)) for rows in bootstrap_rows(groups, rounds)]
     return tuple(np.percentile(changes, [2.5, 97.5]))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -37,6 +38,8 @@ ALL_LABELS = list(range(len(CODES)))
 # answers at or above the "unsure" threshold are at least this accurate.
 ALERT_SENSITIVITY = 0.85
 CONFIDENT_ACCURACY = 0.9
+# What the report's bootstrap intervals resample (`bootstrap_rows`), written next to each set of them for the card
+BOOTSTRAP_RESAMPLED = "lesions"
 
 
 def _rates(positive: np.ndarray, flagged: np.ndarray) -> dict:
@@ -137,14 +140,34 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, mel_threshold: float 
     return result
 
 
-def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, rounds: int = 1000,
-                        seed: int = 0) -> dict:
-    """95% percentile-bootstrap intervals (resampling images) for accuracy, balanced accuracy, mel sensitivity."""
+def bootstrap_rows(groups: np.ndarray, rounds: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
+    """Row indices of `rounds` bootstrap resamples that draw whole lesions: as many lesions as `groups` (one lesion
+    id per row) holds, with replacement, each with all its rows. A split's photos of one lesion are near copies,
+    so drawing photos one by one would count a lesion's luck as several independent chances and give intervals too
+    narrow. With one row per lesion this is the plain bootstrap over rows."""
+    _, lesion_of_row = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(lesion_of_row, kind="stable")  # rows lesion by lesion
+    sizes = np.bincount(lesion_of_row)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     rng = np.random.default_rng(seed)
-    predicted = probabilities.argmax(1)
-    samples: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "melanoma_sensitivity": []}
     for _ in range(rounds):
-        rows = rng.integers(0, len(labels), len(labels))
+        drawn = rng.integers(0, len(sizes), len(sizes))
+        counts = sizes[drawn]
+        # position k of the resample is row number (k - where its lesion begins in the resample) of that lesion
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        yield order[np.repeat(starts[drawn], counts) + within]
+
+
+def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
+                        rounds: int = 1000, seed: int = 0, mel_threshold: float | None = None) -> dict:
+    """95% percentile-bootstrap intervals for accuracy, balanced accuracy and melanoma sensitivity (and, given
+    `mel_threshold`, the melanoma alert's sensitivity), resampling the lesions of `groups` (one lesion id per row; see
+    `bootstrap_rows`), or the images when it is None."""
+    predicted = probabilities.argmax(1)
+    alerted = probabilities[:, MEL] >= mel_threshold if mel_threshold is not None else None
+    samples: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "melanoma_sensitivity": [],
+                                       "melanoma_at_threshold_sensitivity": []}
+    for rows in bootstrap_rows(np.arange(len(labels)) if groups is None else groups, rounds, seed):
         y, p = labels[rows], predicted[rows]
         samples["accuracy"].append(accuracy_score(y, p))
         with warnings.catch_warnings():  # a resample may miss a rare class: sklearn warns, the score is still right
@@ -153,6 +176,8 @@ def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, rounds: i
         mel = y == MEL
         if mel.any():
             samples["melanoma_sensitivity"].append(float((p[mel] == MEL).mean()))
+            if alerted is not None:
+                samples["melanoma_at_threshold_sensitivity"].append(float(alerted[rows][mel].mean()))
     return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in samples.items() if v}
 
 
@@ -208,18 +233,26 @@ def load_report(folder: Path) -> dict:
 
 
 def format_summary(result: dict) -> str:
-    """A few lines for the terminal: the headline metrics with counts."""
+    """A few lines for the terminal: the headline metrics with counts (and bootstrap intervals where it has them)."""
     mel = result["melanoma"]
+    intervals = result.get("bootstrap_95") or {}
+
+    def interval(key: str) -> str:
+        low_high = intervals.get(key)
+        return f" (95% CI {low_high[0]:.4f}-{low_high[1]:.4f})" if low_high else ""
+
     lines = [
         f"images               {result['images']}",
-        f"accuracy             {result['accuracy']:.4f}",
-        f"balanced accuracy    {result['balanced_accuracy']:.4f}",
+        f"accuracy             {result['accuracy']:.4f}{interval('accuracy')}",
+        f"balanced accuracy    {result['balanced_accuracy']:.4f}{interval('balanced_accuracy')}",
         f"top-2 / top-3        {result['top2_accuracy']:.4f} / {result['top3_accuracy']:.4f}",
         f"macro ROC AUC        {result['macro_roc_auc']:.4f}" if result["macro_roc_auc"] is not None else "",
         f"melanoma sensitivity {mel['sensitivity']:.4f} ({mel['true_positives']}/"
-        f"{mel['true_positives'] + mel['false_negatives']})",
+        f"{mel['true_positives'] + mel['false_negatives']}){interval('melanoma_sensitivity')}",
         f"melanoma specificity {mel['specificity']:.4f}",
         f"ECE (15 bins)        {result['expected_calibration_error']:.4f}",
+        f"95% CIs: percentile bootstrap resampling the {result.get('bootstrap_resampled', 'images')}" if intervals
+        else "",
         "per class            precision recall f1     auc    support",
     ]
     for code, c in result["per_class"].items():

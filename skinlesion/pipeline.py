@@ -19,6 +19,7 @@ from . import SkinLesionError, log, ood
 from .classes import index_of
 from .data import Split, has_lesion_boxes, load_metadata, split_by_lesion, with_lesion_boxes
 from .evaluate import (
+    BOOTSTRAP_RESAMPLED,
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
     CONFIDENT_ACCURACY,
@@ -130,7 +131,9 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     pd.concat([part.assign(split=name)[["image_id", "dx", "group", "split"]]
                for name, part in split.parts().items()]).to_csv(staged / SPLIT_NAME, index=False)
     test = metrics(test_probabilities, test_labels, thresholds["mel"])
-    test["bootstrap_95"] = bootstrap_intervals(test_probabilities, test_labels, seed=train_config.seed)
+    test["bootstrap_95"] = bootstrap_intervals(test_probabilities, test_labels, split.test["group"].to_numpy(),
+                                               seed=train_config.seed, mel_threshold=thresholds["mel"])
+    test["bootstrap_resampled"] = BOOTSTRAP_RESAMPLED
     confident = test_probabilities.max(1) >= uncertain_below
     report = {
         "model": {"backbone": network.config.backbone_description(), "input": [network.config.height,
@@ -210,10 +213,17 @@ def folder_frame(model_dir: Path, data_dir: Path, only_split: str | None = None)
     return frame, seen
 
 
-def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = None) -> tuple[dict, int]:
-    """Metrics of the model in `model_dir` on the images `folder_frame` selects; returns (metrics, seen) as it."""
+def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = None,
+                    seed: int = 0) -> tuple[dict, int]:
+    """Metrics of the model in `model_dir` on the images `folder_frame` selects, with 95% bootstrap intervals that
+    resample their lesions (`seed` draws them); returns (metrics, seen) as `folder_frame`."""
     frame, seen = folder_frame(model_dir, data_dir, only_split)
     network = load_network(model_dir)
     probabilities = predict_frame(network, frame)["probabilities"]
+    labels = frame["label"].to_numpy()
     mel_threshold = read_metadata(Path(model_dir) / TFJS_DIR).get("thresholds", {}).get("mel")
-    return metrics(probabilities, frame["label"].to_numpy(), mel_threshold), seen
+    result = metrics(probabilities, labels, mel_threshold)
+    result["bootstrap_95"] = bootstrap_intervals(probabilities, labels, frame["group"].to_numpy(), seed=seed,
+                                                 mel_threshold=mel_threshold)
+    result["bootstrap_resampled"] = BOOTSTRAP_RESAMPLED
+    return result, seen

@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter
 from sklearn.metrics import balanced_accuracy_score
 
-from .evaluate import metrics
+from .evaluate import BOOTSTRAP_RESAMPLED, bootstrap_rows, metrics
 from .model import ModelConfig, Network, predict, preprocess, read_image
 from .train import lesion_boxes_in_inputs
 
@@ -93,15 +93,13 @@ def lesion_size(frame: pd.DataFrame, config: ModelConfig) -> dict | None:
     return {"images": int(len(shares)), "median": float(median), "quartiles": [float(low), float(high)]}
 
 
-def _paired_interval(labels: np.ndarray, base: np.ndarray, changed: np.ndarray, rounds: int,
+def _paired_interval(labels: np.ndarray, lesions: np.ndarray, base: np.ndarray, changed: np.ndarray, rounds: int,
                      seed: int) -> list[float]:
-    """95% percentile interval of BA(changed) - BA(base), resampling images (one draw for both)."""
-    rng = np.random.default_rng(seed)
+    """95% percentile interval of BA(changed) - BA(base), resampling `lesions` (one draw for both)."""
     deltas = []
     with warnings.catch_warnings():  # a resample may lack a class that some photo is still predicted as
         warnings.simplefilter("ignore", UserWarning)
-        for _ in range(rounds):
-            pick = rng.integers(0, len(labels), len(labels))
+        for pick in bootstrap_rows(lesions, rounds, seed):
             deltas.append(balanced_accuracy_score(labels[pick], changed[pick])
                           - balanced_accuracy_score(labels[pick], base[pick]))
     return [float(x) for x in np.percentile(deltas, [2.5, 97.5])]
@@ -121,10 +119,12 @@ CHANGE_TABLES: dict[str, dict[str, Callable[[Image.Image], Image.Image]]] = {
 def change_tables(network: Network, frame: pd.DataFrame, mel_threshold: float | None = None, rounds: int = 1000,
                   seed: int = 0) -> dict[str, list[dict]]:
     """For each table of `CHANGE_TABLES`, one row per change (the photos as taken first) for the images of `frame`
-    (path, label): accuracy, balanced accuracy and its change against the photos as taken with a paired-bootstrap 95%
-    interval (`rounds` resamples), melanoma sensitivity at the top answer and at `mel_threshold`, and the share of
-    photos whose top answer changed. The photos are read, and classified as taken, once for all tables."""
+    (path, label, group: the lesion): accuracy, balanced accuracy and its change against the photos as taken with a
+    paired-bootstrap 95% interval (`rounds` resamples of the lesions), melanoma sensitivity at the top answer and at
+    `mel_threshold`, and the share of photos whose top answer changed. The photos are read, and classified as taken,
+    once for all tables."""
     labels = frame["label"].to_numpy()
+    lesions = frame["group"].to_numpy()
     photos = [Image.fromarray(read_image(path)) for path in frame["path"]]
     as_taken = _probabilities(network, photos, None)
     base = as_taken.argmax(1)
@@ -136,7 +136,7 @@ def change_tables(network: Network, frame: pd.DataFrame, mel_threshold: float | 
         row = {"change": name, "accuracy": figures["accuracy"], "balanced_accuracy": figures["balanced_accuracy"],
                "balanced_accuracy_change": figures["balanced_accuracy"] - base_balanced_accuracy,
                # the photos as taken against themselves differ by 0 in every resample
-               "balanced_accuracy_change_95": _paired_interval(labels, base, predicted, rounds, seed) if change
+               "balanced_accuracy_change_95": _paired_interval(labels, lesions, base, predicted, rounds, seed) if change
                else [0.0, 0.0],
                "melanoma_sensitivity": figures["melanoma"]["sensitivity"],
                "top_answer_changed": float((predicted != base).mean())}
@@ -152,6 +152,7 @@ def change_tables(network: Network, frame: pd.DataFrame, mel_threshold: float | 
 def report_sections(tables: dict[str, list[dict]], images: int, training_lesion_size: dict | None) -> dict:
     """The report's sections (`CHANGE_TABLES`' keys) for `change_tables` of the `images` test photos; the framing's
     with how large the training photos' lesions are (`lesion_size`), which the page's crop step draws."""
-    sections = {table: {"split": "test", "images": images, "rows": rows} for table, rows in tables.items()}
+    sections = {table: {"split": "test", "images": images, "bootstrap_resampled": BOOTSTRAP_RESAMPLED,
+                        "rows": rows} for table, rows in tables.items()}
     sections["framing"]["training_lesion_size"] = training_lesion_size
     return sections

@@ -246,7 +246,7 @@ _METRICS = (
      "Mean gap between how sure the model is and how often it is right (0 is perfectly calibrated)."),
 )
 _KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_at_threshold", "per_class",
-                                                "confusion_matrix", "bootstrap_95"}
+                                                "confusion_matrix", "bootstrap_95", "bootstrap_resampled"}
 _MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
 _KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings",
                    "test_split_caveat", "robustness", "framing", "subgroups"}
@@ -356,6 +356,7 @@ def _model_card(report: dict, metadata: dict) -> dict:
     return {
         "classes": classes,
         "test_images": _value(test["images"]) if isinstance(test.get("images"), int) else "",
+        "intervals_over": _resampled(test) if test.get("bootstrap_95") else "",
         # written by hand into a report when a person's choice made its test figures less than test-blind
         "test_caveat": str(report.get("test_split_caveat") or ""),
         "metrics": metrics,
@@ -374,6 +375,14 @@ def _model_card(report: dict, metadata: dict) -> dict:
         "extra_sections": extra_sections,
         "temperature": metadata.get("temperature"),
     }
+
+
+def _resampled(section: dict) -> str:
+    """What a report section's bootstrap intervals resampled, in the card's words (before lesion resampling existed,
+    every interval resampled the images)."""
+    if section.get("bootstrap_resampled") == "lesions":
+        return "the lesions (all photos of a drawn lesion together)"
+    return "the images"
 
 
 def _change_table(changes: Any) -> dict | None:
@@ -397,7 +406,7 @@ def _change_table(changes: Any) -> dict | None:
                if _number(r.get("balanced_accuracy_change")) and _number(r.get("top_answer_changed"))]
     worst = min(changed, key=lambda r: r["balanced_accuracy_change"], default=None)
     flips = [r["top_answer_changed"] for r in changed]
-    return {"images": _value(changes.get("images")),
+    return {"images": _value(changes.get("images")), "intervals_over": _resampled(changes),
             "rows": [cells(row, as_taken=i == 0) for i, row in enumerate(rows)],
             "worst": {"change": str(worst.get("change", "")),
                       "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",
@@ -424,6 +433,7 @@ def _subgroup_tables(tables: Any) -> dict | None:
                         "rows": [_subgroup_row(r) for r in table["rows"]]} for key, table in valid.items()],
             "min_melanomas": next((_value(t["min_melanomas"]) for t in valid.values()
                                    if _number(t.get("min_melanomas"))), None),
+            "intervals_over": _resampled(next(iter(valid.values()))),
             "histopathology": histopathology}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from .evaluate import MEL, bootstrap_intervals, expected_calibration_error
+from .evaluate import BOOTSTRAP_RESAMPLED, MEL, bootstrap_intervals, expected_calibration_error
 
 MIN_GROUP_IMAGES = 30  # smaller groups are pooled into one row: their figures alone would be mostly noise
 MIN_MELANOMAS = 10  # melanoma sensitivity is left out for a group with fewer
@@ -53,37 +53,39 @@ def _order(groups: pd.Series) -> list[str]:
 
 
 def subgroup_tables(frame: pd.DataFrame, probabilities: np.ndarray, rounds: int = 1000, seed: int = 0) -> dict:
-    """For each grouping of `GROUPINGS` whose column `frame` has (images in the order of `probabilities`, with a label
-    column): one row per group with its images, melanomas, accuracy, mean top probability and calibration error,
-    balanced accuracy (over the classes the group has) and melanoma sensitivity at the top answer (for groups with
-    `MIN_MELANOMAS` or more), with 95% bootstrap intervals over the group's images. Groups under `MIN_GROUP_IMAGES`
-    images are pooled into one row."""
+    """For each grouping of `GROUPINGS` whose column `frame` has (images in the order of `probabilities`, with the
+    columns label and group, the lesion): one row per group with its images, melanomas, accuracy, mean top
+    probability and calibration error, balanced accuracy (over the classes the group has) and melanoma sensitivity at
+    the top answer (for groups with `MIN_MELANOMAS` or more), with 95% bootstrap intervals over the group's lesions.
+    Groups under `MIN_GROUP_IMAGES` images are pooled into one row."""
     labels = frame["label"].to_numpy()
+    lesions = frame["group"].to_numpy()
     tables = {}
     for key, (column, title, group_of, name_of) in GROUPINGS.items():
         if column not in frame.columns:
             continue
         groups = frame[column].map(group_of).to_numpy(dtype=object)
         small = sorted(g for g in set(groups) if (groups == g).sum() < MIN_GROUP_IMAGES)
-        rows = [_row(group, name_of(group), groups == group, probabilities, labels, rounds, seed)
+        rows = [_row(group, name_of(group), groups == group, probabilities, labels, lesions, rounds, seed)
                 for group in _order(pd.Series(groups)) if group not in small]
         if small:
             rows.append(_row(POOLED, f"others, each under {MIN_GROUP_IMAGES} images: "
                              f"{', '.join(map(name_of, small))}", np.isin(groups, small), probabilities, labels,
-                             rounds, seed))
-        tables[key] = {"title": title, "column": column, "min_melanomas": MIN_MELANOMAS, "rows": rows}
+                             lesions, rounds, seed))
+        tables[key] = {"title": title, "column": column, "min_melanomas": MIN_MELANOMAS,
+                       "bootstrap_resampled": BOOTSTRAP_RESAMPLED, "rows": rows}
     return tables
 
 
-def _row(key: str, name: str, chosen: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, rounds: int,
-         seed: int) -> dict:
-    probabilities, labels = probabilities[chosen], labels[chosen]
+def _row(key: str, name: str, chosen: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
+         lesions: np.ndarray, rounds: int, seed: int) -> dict:
+    probabilities, labels, lesions = probabilities[chosen], labels[chosen], lesions[chosen]
     predicted, melanomas = probabilities.argmax(1), int((labels == MEL).sum())
     with warnings.catch_warnings():  # a group may lack classes the model answered: sklearn warns, the score is right
         warnings.simplefilter("ignore")
         balanced_accuracy = float(balanced_accuracy_score(labels, predicted))
     enough_melanomas = melanomas >= MIN_MELANOMAS
-    intervals = bootstrap_intervals(probabilities, labels, rounds, seed)
+    intervals = bootstrap_intervals(probabilities, labels, lesions, rounds, seed)
     return {"key": key, "group": name, "images": int(len(labels)), "melanomas": melanomas,
             "classes": int(len(np.unique(labels))), "accuracy": float(accuracy_score(labels, predicted)),
             # against the accuracy: how sure the model was in the group, on average (calibrated over all photos, it

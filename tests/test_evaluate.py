@@ -5,6 +5,7 @@ from skinlesion.classes import CODES, index_of
 from skinlesion.evaluate import (
     apply_temperature,
     bootstrap_intervals,
+    bootstrap_rows,
     expected_calibration_error,
     fit_temperature,
     sensitivity_threshold,
@@ -83,6 +84,49 @@ def test_bootstrap_interval_contains_the_estimate():
     intervals = bootstrap_intervals(one_hot(predicted), labels, rounds=200)
     low, high = intervals["accuracy"]
     assert low < result["accuracy"] < high and high - low < 0.1
+
+
+def test_bootstrap_draws_whole_lesions():
+    groups = np.array(["a", "b", "a", "c", "b", "a"])  # lesion a has three photos, b two, c one
+    for rows in bootstrap_rows(groups, rounds=50, seed=3):
+        drawn = groups[rows]
+        for lesion, photos in (("a", 3), ("b", 2), ("c", 1)):
+            assert (drawn == lesion).sum() % photos == 0  # a lesion comes with all its photos or not at all
+        # three lesions drawn, so as many photos as those three lesions have
+        assert len(rows) in {3 * x + 2 * y + z for x in range(4) for y in range(4) for z in range(4) if x + y + z == 3}
+
+
+def test_bootstrap_over_lesions_is_not_fooled_by_copies_of_a_photo():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, len(CODES), 300)
+    predicted = np.where(rng.uniform(size=300) < 0.7, labels, rng.integers(0, len(CODES), 300))
+    copies = 4  # each lesion photographed four times, the photos all alike
+    labels4, predicted4 = np.repeat(labels, copies), np.repeat(predicted, copies)
+    lesions4 = np.repeat(np.arange(300), copies)
+
+    def width(intervals: dict) -> float:
+        low, high = intervals["accuracy"]
+        return high - low
+
+    once = width(bootstrap_intervals(one_hot(predicted), labels, rounds=400))
+    over_lesions = width(bootstrap_intervals(one_hot(predicted4), labels4, lesions4, rounds=400))
+    over_photos = width(bootstrap_intervals(one_hot(predicted4), labels4, rounds=400))
+    # the copies add no evidence: resampling lesions gives the interval of the lesions photographed once; resampling
+    # photos would count each lesion four times and halve it
+    assert over_lesions == pytest.approx(once, rel=0.25)
+    assert over_photos < 0.65 * over_lesions
+
+
+def test_bootstrap_gives_the_alert_sensitivity_an_interval_only_with_a_threshold():
+    rng = np.random.default_rng(5)
+    labels = np.where(rng.uniform(size=400) < 0.3, MEL, 0)
+    probabilities = one_hot(np.zeros(400, dtype=int))
+    probabilities[:, MEL] = np.where(labels == MEL, rng.uniform(0.2, 0.6, 400), rng.uniform(0.0, 0.3, 400))
+    alert = (probabilities[labels == MEL, MEL] >= 0.3).mean()
+    low, high = bootstrap_intervals(probabilities, labels, rounds=200, mel_threshold=0.3)[
+        "melanoma_at_threshold_sensitivity"]
+    assert low < alert < high and high - low < 0.2
+    assert "melanoma_at_threshold_sensitivity" not in bootstrap_intervals(probabilities, labels, rounds=20)
 
 
 def test_confusion_plots_are_written(tmp_path):

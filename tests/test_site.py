@@ -49,7 +49,8 @@ def _report() -> dict:
                               "roc_auc": None if c == "df" else 0.876} for i, c in enumerate(CODES)},
             "confusion_matrix": cm,
             "bootstrap_95": {"accuracy": [0.79, 0.83], "balanced_accuracy": [0.66, 0.75],
-                             "melanoma_sensitivity": [0.5, 0.9]},
+                             "melanoma_sensitivity": [0.5, 0.9], "melanoma_at_threshold_sensitivity": [0.7, 0.95]},
+            "bootstrap_resampled": "lesions",
             "brier_score": 0.2718,  # a key the card does not know yet
         },
         "calibration": {"temperature": 1.37, "fit_on": "validation", "test_ece_before": 0.0871,
@@ -214,8 +215,11 @@ def test_model_card_shows_report_metrics(built: Path) -> None:
     assert " ".join(_cells(html, "data-metric", "melanoma_sensitivity")[1]) == "70.0% 14 of 20 95% CI 50.0% to 90.0%"
     assert " ".join(_cells(html, "data-metric", "melanoma_specificity")[1]) == "91.2% 1,380 of 1,383"
     assert " ".join(_cells(html, "data-metric", "accuracy")[1]) == "81.2% 91 of 100 95% CI 79.0% to 83.0%"
+    assert " ".join(_cells(html, "data-metric", "melanoma_at_threshold_sensitivity")[1]) == "85.0% 17 of 20 95% CI 70.0% to 95.0%"
     assert "probability at least 12.3%" in html  # the alert threshold is explained
     assert "test split of <strong>1,403</strong> images" in html
+    assert ("The 95% confidence intervals are percentile bootstraps that resample the lesions (all photos of a drawn "
+            "lesion together)") in re.sub(r"\s+", " ", html)
 
 
 def test_model_card_counts_from_confusion_matrix_when_report_has_none(model_dir: Path, tmp_path: Path) -> None:
@@ -225,6 +229,7 @@ def test_model_card_counts_from_confusion_matrix_when_report_has_none(model_dir:
     # specificity: 80 non-melanomas, 3 of them (moles) called melanoma
     assert " ".join(_cells(html, "data-metric", "melanoma_specificity")[1]) == "91.2% 77 of 80"
     assert "data-metric=\"melanoma_at_threshold_sensitivity\"" not in html
+    assert "percentile bootstraps" not in html  # no intervals, no sentence about them
 
 
 def test_model_card_per_class_split_and_plots(built: Path) -> None:
@@ -400,7 +405,7 @@ def test_model_card_shows_the_framings_in_their_own_table(model_dir: Path, tmp_p
     report = _report()
     report["robustness"] = {"split": "test", "images": 1431, "rows": [
         _photo_change("as taken", 0.72, 0.0, 0.0), _photo_change("warmer", 0.656, -0.064, 0.108)]}
-    report["framing"] = {"split": "test", "images": 1431, "rows": [
+    report["framing"] = {"split": "test", "images": 1431, "bootstrap_resampled": "lesions", "rows": [
         _photo_change("as taken", 0.72, 0.0, 0.0), _photo_change("zoomed in x1.5 on the centre", 0.67, -0.05, 0.13),
         _photo_change("zoomed in x2 on the centre", 0.52, -0.2, 0.23)]}
     (model_dir / "report.json").write_text(json.dumps(report))
@@ -408,6 +413,10 @@ def test_model_card_shows_the_framings_in_their_own_table(model_dir: Path, tmp_p
     framing = html[html.index('id="framing"'):]
     framing = framing[:framing.index("</section>")]
     assert "warmer" not in framing and 'href="#framing"' in html
+    # what each table's intervals resampled, as its own section of the report says (before lesions, images)
+    assert "paired bootstrap that resamples the lesions (all photos" in re.sub(r"\s+", " ", framing)
+    changes = html[html.index('id="photo-changes"'):]
+    assert "paired bootstrap that resamples the images." in re.sub(r"\s+", " ", changes[:changes.index("</section>")])
     assert _cells(framing, "data-change", "2") == [["zoomed", "in", "x2", "on", "the", "centre"], ["52.0%"],
                                                    ["-20.0", "(-23.0", "to", "-17.0)"], ["50.0%"], ["23.0%"]]
     assert "The largest drop in balanced accuracy, 20.0 points, was with the photos zoomed in x2 on the centre" in (
@@ -454,7 +463,7 @@ def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_l
                                                                                          tmp_path: Path) -> None:
     report = _report()
     report["subgroups"] = {
-        "sex": {"title": "Sex", "column": "sex", "min_melanomas": 12, "rows": [
+        "sex": {"title": "Sex", "column": "sex", "min_melanomas": 12, "bootstrap_resampled": "lesions", "rows": [
             _group("female", "female", 673, 0.83, 0.6),
             _group("others", "others, each under 30 images: unknown", 12, 0.75, None)]},
         "diagnosis_confirmed_by": {"title": "Diagnosis confirmed by", "column": "dx_type", "rows": [
@@ -470,6 +479,7 @@ def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_l
                                                       ["60.0%", "50.0%", "to", "70.0%"]]
     assert _cells(groups, "data-group", "others")[6] == []  # too few melanomas: no sensitivity
     assert "Melanomas found is shown for groups with at least 12 melanomas." in re.sub(r"\s+", " ", groups)
+    assert "bootstrap intervals within each group that resample the lesions (all photos" in re.sub(r"\s+", " ", groups)
     limitations = re.sub(r"\s+", " ", html[html.index('id="limitations"'):])
     assert "On the 749 test photos of lesions whose diagnosis needed a biopsy or excision" in limitations
     assert "accuracy was 68.0%, against 97.0% on moles confirmed by follow-up" in limitations

@@ -21,12 +21,13 @@ def _answering(predicted: list[int]) -> np.ndarray:
 def frame_and_probabilities() -> tuple[pd.DataFrame, np.ndarray]:
     """60 photos of women aged 50, histopathology, back: 20 melanomas (15 found), 40 moles (all found); 40 photos of
     men aged 20, follow-up, face: moles, 30 found; 5 photos of unknown sex, age and site, confirmed by confocal
-    microscopy: basal cell carcinomas, none found."""
+    microscopy: basal cell carcinomas, none found. Photos 2k and 2k + 1 are of one lesion."""
     rows = ([("female", "50.0", "back", "histo", MEL, MEL if i < 15 else NV) for i in range(20)]
             + [("female", "50.0", "back", "histo", NV, NV) for _ in range(40)]
             + [("male", "20.0", "face", "follow_up", NV, NV if i < 30 else MEL) for i in range(40)]
             + [(None, None, "unknown", "confocal", BCC, NV) for _ in range(5)])
     frame = pd.DataFrame(rows, columns=["sex", "age", "localization", "dx_type", "label", "predicted"])
+    frame["group"] = [f"lesion {i // 2}" for i in range(len(frame))]  # two photos a lesion, as HAM10000 often has
     return frame.drop(columns="predicted"), _answering(list(frame["predicted"]))
 
 
@@ -68,4 +69,4 @@ def test_only_the_groupings_whose_column_the_metadata_has(frame_and_probabilitie
     frame, probabilities = frame_and_probabilities
     assert list(subgroup_tables(frame.drop(columns=["sex", "age"]), probabilities, rounds=10)) == [
         "body_site", "diagnosis_confirmed_by"]
-    assert subgroup_tables(frame[["label"]], probabilities, rounds=10) == {}
+    assert subgroup_tables(frame[["label", "group"]], probabilities, rounds=10) == {}
