@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
 from skinlesion.classes import CODES
+from skinlesion.evaluate import bootstrap_rows
 
 
 def describe(name: str, labels: np.ndarray, predicted: np.ndarray) -> None:
@@ -16,14 +17,12 @@ def describe(name: str, labels: np.ndarray, predicted: np.ndarray) -> None:
           + " ".join(f"{code} {r:.3f}" for code, r in zip(CODES, recalls)), flush=True)
 
 
-def paired_bootstrap(labels: np.ndarray, new: np.ndarray, old: np.ndarray, rounds: int, what: str) -> None:
-    """Print the median and 95% interval of the change (new - old) in BA and accuracy over resampled images."""
-    rng = np.random.default_rng(0)
-    changes = []
-    for _ in range(rounds):
-        rows = rng.integers(0, len(labels), len(labels))
-        changes.append([metric(labels[rows], new[rows]) - metric(labels[rows], old[rows])
-                        for metric in (balanced_accuracy_score, accuracy_score)])
+def paired_bootstrap(labels: np.ndarray, new: np.ndarray, old: np.ndarray, lesions: np.ndarray, rounds: int,
+                     what: str) -> None:
+    """Print the median and 95% interval of the change (new - old) in BA and accuracy over resampled lesions (all
+    photos of a drawn lesion together; the results recorded before stop 32 resampled photos)."""
+    changes = [[metric(labels[rows], new[rows]) - metric(labels[rows], old[rows])
+                for metric in (balanced_accuracy_score, accuracy_score)] for rows in bootstrap_rows(lesions, rounds)]
     for name, column in zip(("BA", "accuracy"), np.array(changes).T):
         low, mid, high = np.percentile(column, [2.5, 50, 97.5])
         print(f"{what}, change in {name}, paired bootstrap ({rounds} rounds): median {mid:+.4f}, "

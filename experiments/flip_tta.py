@@ -1,7 +1,7 @@
 """Does averaging a model's probabilities over flipped copies of the photo help? Validation split only.
 
 The 4 flips that keep a 4:3 input (none, left-right, up-down, both) are classified and their calibrated
-probabilities averaged; the paired bootstrap over validation images gives an interval for the change in balanced
+probabilities averaged; the paired bootstrap over validation lesions gives an interval for the change in balanced
 accuracy and accuracy. The rule we fixed before the first run is in docs/experiments.md.
 
     .venv/bin/python experiments/flip_tta.py --data ../shared/data/ham10000 [--model model]
@@ -41,7 +41,7 @@ def main() -> None:
     print(f"validation: {len(labels)} images")
     describe("no flips", labels, plain)
     describe("mean of 4 flips", labels, averaged)
-    paired_bootstrap(labels, averaged, plain, args.rounds, "flips - no flips")
+    paired_bootstrap(labels, averaged, plain, split.val["group"].to_numpy(), args.rounds, "flips - no flips")
 
 
 if __name__ == "__main__":

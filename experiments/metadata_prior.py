@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.calibration import Temperature, _softmax, scores  # noqa: E402
+from experiments.compare import paired_bootstrap  # noqa: E402
 from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
-from skinlesion.evaluate import bootstrap_rows  # noqa: E402
 from skinlesion.model import load_network  # noqa: E402
 from skinlesion.pipeline import predict_frame  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
@@ -80,14 +79,6 @@ class TemperatureAndMetadata:
         return _softmax(logits / self.temperature + self.weight * self.meta[rows])
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                     rounds: int = 1000) -> tuple[float, float]:
-    """95% interval of BA(b) - BA(a), resampling lesions."""
-    changes = [balanced_accuracy_score(labels[rows], b[rows].argmax(1))
-               - balanced_accuracy_score(labels[rows], a[rows].argmax(1)) for rows in bootstrap_rows(groups, rounds)]
-    return tuple(np.percentile(changes, [2.5, 97.5]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -127,8 +118,8 @@ def main() -> None:
         cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, {max(r[k] for r in rows):.4f}]"
                  for k in keys]
         print(f"{name} | " + " | ".join(cells))
-    low, high = paired_bootstrap(kept["temperature"], kept[TemperatureAndMetadata.name], labels, groups)
-    print(f"BA change, fold seed 0, 95% paired bootstrap over lesions: [{low:+.4f}, {high:+.4f}]")
+    paired_bootstrap(labels, kept[TemperatureAndMetadata.name].argmax(1), kept["temperature"].argmax(1), groups, 1000,
+                     "metadata - temperature alone, fold seed 0")
     fitted = TemperatureAndMetadata(meta).fit(logits, labels, np.arange(len(labels)))
     print(f"fitted on all of validation: T {fitted.temperature:.3f}, metadata weight {fitted.weight:.3f}")
     for field, ratios in tables.items():

@@ -51,7 +51,8 @@ def main() -> None:
     souped = predict(soup(args.models), images, batch_size=64).argmax(1)
     describe(f"ensemble of {len(networks)}", labels, ensemble)
     describe(f"soup of {len(networks)}", labels, souped)
-    paired_bootstrap(labels, souped, probabilities[0].argmax(1), args.rounds, f"soup - {args.models[0].name}")
+    paired_bootstrap(labels, souped, probabilities[0].argmax(1), split.val["group"].to_numpy(), args.rounds,
+                     f"soup - {args.models[0].name}")
 
 
 if __name__ == "__main__":
