@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
 from sklearn.metrics import balanced_accuracy_score, log_loss
 from sklearn.model_selection import StratifiedGroupKFold
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
 from skinlesion.evaluate import MEL, expected_calibration_error, fit_temperature  # noqa: E402
-from skinlesion.model import load_network  # noqa: E402
+from skinlesion.model import Network, load_network  # noqa: E402
 from skinlesion.pipeline import predict_frame  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
 
@@ -39,6 +40,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 class Identity:
     name = "none"
+    fit_only = None  # a dx_type: fitted on the fit rows confirmed that way only (else on every fit row)
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> "Identity":
         return self
@@ -50,6 +52,7 @@ class Identity:
 class Temperature:
     """softmax(z / T), T by NLL: what the pipeline ships; the argmax never changes."""
     name = "temperature"
+    fit_only = None
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> "Temperature":
         self.temperature = fit_temperature(_softmax(logits), labels)
@@ -62,6 +65,7 @@ class Temperature:
 class TemperatureAndBias:
     """softmax(z / T + b), T and b by NLL (b sums to 0): undoes a class lean, so the argmax can change."""
     name = "temperature + class bias"
+    fit_only = None
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> "TemperatureAndBias":
         def nll(params: np.ndarray) -> float:
@@ -76,9 +80,9 @@ class TemperatureAndBias:
 
 
 class BiopsiedTemperature(Temperature):
-    """The temperature fitted on the lesions confirmed by histopathology only (h1): the lesions a worried user brings."""
+    """The temperature fitted on the lesions confirmed by histopathology only (h1): those a worried user brings."""
     name = "temperature on biopsied"
-    fit_only = "histo"  # dx_type of the fit rows; the others are fitted on every fit row
+    fit_only = "histo"
 
 
 CANDIDATES = (Identity, Temperature, TemperatureAndBias, BiopsiedTemperature)
@@ -93,25 +97,46 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
             "mel recall": float((predicted[labels == MEL] == MEL).mean())}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def fold_arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the out-of-fold experiments on validation (this one, metadata_prior.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, default=Path("model"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--fold-seeds", type=int, default=10)
-    args = parser.parse_args()
+    return parser
 
+
+def uncalibrated_logits(network: Network, frame: pd.DataFrame) -> np.ndarray:
+    """The network's logits for the frame's images, the shipped temperature undone: log p of the shipped probabilities
+    is z / T plus a constant per row, so times T it is z (up to that constant, which softmax ignores)."""
+    return np.log(np.clip(predict_frame(network, frame)["probabilities"], 1e-12, 1.0)) * network.config.temperature
+
+
+def print_out_of_fold(title: str, figures: dict[str, list[dict[str, float]]], folds: int) -> None:
+    """One line per candidate: the mean [min, max] over fold seeds of each score."""
+    keys = list(next(iter(figures.values()))[0])
+    print(f"out-of-fold scores on {title}, {folds} folds, mean [min, max] over "
+          f"{len(next(iter(figures.values())))} fold seeds:")
+    print("calibration | " + " | ".join(keys))
+    for name, rows in figures.items():
+        cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, {max(r[k] for r in rows):.4f}]"
+                 for k in keys]
+        print(f"{name} | " + " | ".join(cells))
+
+
+def main() -> None:
+    args = fold_arguments(__doc__.split("\n\n")[0]).parse_args()
     network = load_network(args.model)
     val = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed).val
     labels, groups = val["label"].to_numpy(), val["group"].to_numpy()
     confirmed_by = val["dx_type"].to_numpy() if "dx_type" in val else np.full(len(val), "")
     biopsied = confirmed_by == "histo"
-    # log p of the shipped (tempered) probabilities is z / T plus a constant per row: times T gives the logits.
-    logits = np.log(np.clip(predict_frame(network, val)["probabilities"], 1e-12, 1.0)) * network.config.temperature
+    logits = uncalibrated_logits(network, val)
     print(f"{args.model}: {len(labels)} validation images, {len(set(groups))} lesions; "
           f"shipped temperature {network.config.temperature:.3f}")
 
-    candidates = [c for c in CANDIDATES if getattr(c, "fit_only", None) is None or biopsied.any()]
+    candidates = [c for c in CANDIDATES if c.fit_only is None or biopsied.any()]
     table = {c.name: [] for c in candidates}
     biopsied_table = {c.name: [] for c in candidates}
     for fold_seed in range(args.fold_seeds):
@@ -119,8 +144,8 @@ def main() -> None:
         out_of_fold = {c.name: np.zeros_like(logits) for c in candidates}
         for fit_rows, held_rows in folds.split(logits, labels, groups):
             for candidate in candidates:
-                rows = fit_rows[confirmed_by[fit_rows] == candidate.fit_only] if hasattr(candidate, "fit_only") \
-                    else fit_rows
+                rows = fit_rows if candidate.fit_only is None \
+                    else fit_rows[confirmed_by[fit_rows] == candidate.fit_only]
                 fitted = candidate().fit(logits[rows], labels[rows])
                 out_of_fold[candidate.name][held_rows] = fitted.apply(logits[held_rows])
         for name, probabilities in out_of_fold.items():
@@ -128,19 +153,11 @@ def main() -> None:
             if biopsied.any():
                 biopsied_table[name].append(scores(probabilities[biopsied], labels[biopsied]))
 
-    keys = list(scores(_softmax(logits), labels))
-    for title, figures in ((f"all {len(labels)} validation images", table),
-                           (f"the {biopsied.sum()} confirmed by histopathology", biopsied_table)):
-        if not any(figures.values()):
-            continue
-        print(f"out-of-fold scores on {title}, {args.folds} folds, mean [min, max] over {args.fold_seeds} fold seeds:")
-        print("calibration | " + " | ".join(keys))
-        for name, rows in figures.items():
-            cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, "
-                     f"{max(r[k] for r in rows):.4f}]" for k in keys]
-            print(f"{name} | " + " | ".join(cells))
+    print_out_of_fold(f"all {len(labels)} validation images", table, args.folds)
+    if biopsied.any():
+        print_out_of_fold(f"the {biopsied.sum()} confirmed by histopathology", biopsied_table, args.folds)
     for candidate in candidates[1:]:
-        rows = confirmed_by == candidate.fit_only if hasattr(candidate, "fit_only") else np.ones(len(labels), bool)
+        rows = np.ones(len(labels), bool) if candidate.fit_only is None else confirmed_by == candidate.fit_only
         fitted = candidate().fit(logits[rows], labels[rows])
         print(f"{candidate.name}, fitted on all {rows.sum()} of its validation images: T {fitted.temperature:.3f}"
               + (f", bias {dict(zip(CODES, np.round(fitted.bias, 3).tolist()))}" if hasattr(fitted, "bias") else ""))

@@ -10,7 +10,6 @@ folds of validation and scored on the fifth, for several fold seeds, against the
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,12 +19,18 @@ from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedGroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from experiments.calibration import Temperature, _softmax, scores  # noqa: E402
+from experiments.calibration import (  # noqa: E402
+    Temperature,
+    _softmax,
+    fold_arguments,
+    print_out_of_fold,
+    scores,
+    uncalibrated_logits,
+)
 from experiments.compare import paired_bootstrap  # noqa: E402
 from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
 from skinlesion.model import load_network  # noqa: E402
-from skinlesion.pipeline import predict_frame  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
 
 
@@ -80,18 +85,12 @@ class TemperatureAndMetadata:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--model", type=Path, default=Path("model"))
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--fold-seeds", type=int, default=10)
-    args = parser.parse_args()
-
+    args = fold_arguments(__doc__.split("\n\n")[0]).parse_args()
     network = load_network(args.model)
     split = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed)
     val = split.val
     labels, groups = val["label"].to_numpy(), val["group"].to_numpy()
-    logits = np.log(np.clip(predict_frame(network, val)["probabilities"], 1e-12, 1.0)) * network.config.temperature
+    logits = uncalibrated_logits(network, val)
     tables = field_log_ratios(split.train)
     meta = metadata_logits(val, tables)
     print(f"{args.model}: {len(labels)} validation images; field tables from {len(split.train)} training images")
@@ -111,13 +110,7 @@ def main() -> None:
         if fold_seed == 0:
             kept = oof
 
-    print(f"out-of-fold scores on validation, {args.folds} folds, mean [min, max] over {args.fold_seeds} fold seeds:")
-    keys = list(table["temperature"][0])
-    print("calibration | " + " | ".join(keys))
-    for name, rows in table.items():
-        cells = [f"{np.mean([r[k] for r in rows]):.4f} [{min(r[k] for r in rows):.4f}, {max(r[k] for r in rows):.4f}]"
-                 for k in keys]
-        print(f"{name} | " + " | ".join(cells))
+    print_out_of_fold("validation", table, args.folds)
     paired_bootstrap(labels, kept[TemperatureAndMetadata.name].argmax(1), kept["temperature"].argmax(1), groups, 1000,
                      "metadata - temperature alone, fold seed 0")
     fitted = TemperatureAndMetadata(meta).fit(logits, labels, np.arange(len(labels)))
