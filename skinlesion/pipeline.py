@@ -19,9 +19,9 @@ from . import SkinLesionError, log, ood
 from .classes import index_of
 from .data import Split, has_lesion_boxes, load_metadata, split_by_lesion, with_lesion_boxes
 from .evaluate import (
-    BOOTSTRAP_RESAMPLED,
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
+    BOOTSTRAP_RESAMPLED,
     CONFIDENT_ACCURACY,
     alert_rates,
     bootstrap_intervals,
