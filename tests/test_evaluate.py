@@ -84,8 +84,6 @@ def test_bootstrap_interval_contains_the_estimate():
     intervals = bootstrap_intervals(one_hot(predicted), labels, rounds=200)
     low, high = intervals["accuracy"]
     assert low < result["accuracy"] < high and high - low < 0.1
-    low, high = intervals["expected_calibration_error"]
-    assert low < result["expected_calibration_error"] < high and high - low < 0.1
 
 
 def test_bootstrap_draws_whole_lesions():
