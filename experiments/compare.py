@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
 from skinlesion.classes import CODES
-from skinlesion.evaluate import bootstrap_rows
+from skinlesion.evaluate import paired_changes
 
 
 def describe(name: str, labels: np.ndarray, predicted: np.ndarray) -> None:
@@ -21,9 +21,8 @@ def paired_bootstrap(labels: np.ndarray, new: np.ndarray, old: np.ndarray, lesio
                      what: str) -> None:
     """Print the median and 95% interval of the change (new - old) in BA and accuracy over resampled lesions (all
     photos of a drawn lesion together; the results recorded before stop 32 resampled photos)."""
-    changes = [[metric(labels[rows], new[rows]) - metric(labels[rows], old[rows])
-                for metric in (balanced_accuracy_score, accuracy_score)] for rows in bootstrap_rows(lesions, rounds)]
-    for name, column in zip(("BA", "accuracy"), np.array(changes).T):
+    for name, metric in (("BA", balanced_accuracy_score), ("accuracy", accuracy_score)):
+        column = paired_changes(labels, lesions, new, old, metric, rounds)
         low, mid, high = np.percentile(column, [2.5, 50, 97.5])
         print(f"{what}, change in {name}, paired bootstrap ({rounds} rounds): median {mid:+.4f}, "
               f"95% interval [{low:+.4f}, {high:+.4f}]")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import matplotlib
@@ -156,6 +156,16 @@ def bootstrap_rows(groups: np.ndarray, rounds: int = 1000, seed: int = 0) -> Ite
         # position k of the resample is row number (k - where its lesion begins in the resample) of that lesion
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         yield order[np.repeat(starts[drawn], counts) + within]
+
+
+def paired_changes(labels: np.ndarray, lesions: np.ndarray, new: np.ndarray, old: np.ndarray,
+                   metric: Callable[[np.ndarray, np.ndarray], float], rounds: int = 1000, seed: int = 0) -> np.ndarray:
+    """metric(labels, new) - metric(labels, old) for two sets of predicted classes, on each of `rounds` resamples of
+    the lesions (`bootstrap_rows`), the same draw for both: the spread of a change between two ways of answering."""
+    with warnings.catch_warnings():  # a resample may lack a class that something is still predicted as
+        warnings.simplefilter("ignore", UserWarning)
+        return np.array([metric(labels[rows], new[rows]) - metric(labels[rows], old[rows])
+                         for rows in bootstrap_rows(lesions, rounds, seed)])
 
 
 def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,

@@ -12,7 +12,6 @@ the lesion fill more of the frame; HAM10000 frames its lesions centred, with ski
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter
 from sklearn.metrics import balanced_accuracy_score
 
-from .evaluate import BOOTSTRAP_RESAMPLED, bootstrap_rows, metrics
+from .evaluate import BOOTSTRAP_RESAMPLED, metrics, paired_changes
 from .model import ModelConfig, Network, predict, preprocess, read_image
 from .train import lesion_boxes_in_inputs
 
@@ -93,18 +92,6 @@ def lesion_size(frame: pd.DataFrame, config: ModelConfig) -> dict | None:
     return {"images": int(len(shares)), "median": float(median), "quartiles": [float(low), float(high)]}
 
 
-def _paired_interval(labels: np.ndarray, lesions: np.ndarray, base: np.ndarray, changed: np.ndarray, rounds: int,
-                     seed: int) -> list[float]:
-    """95% percentile interval of BA(changed) - BA(base), resampling `lesions` (one draw for both)."""
-    deltas = []
-    with warnings.catch_warnings():  # a resample may lack a class that some photo is still predicted as
-        warnings.simplefilter("ignore", UserWarning)
-        for pick in bootstrap_rows(lesions, rounds, seed):
-            deltas.append(balanced_accuracy_score(labels[pick], changed[pick])
-                          - balanced_accuracy_score(labels[pick], base[pick]))
-    return [float(x) for x in np.percentile(deltas, [2.5, 97.5])]
-
-
 def _probabilities(network: Network, photos: list[Image.Image],
                    change: Callable[[Image.Image], Image.Image] | None) -> np.ndarray:
     inputs = np.stack([preprocess(np.asarray(change(photo) if change else photo), network.config) for photo in photos])
@@ -136,8 +123,9 @@ def change_tables(network: Network, frame: pd.DataFrame, mel_threshold: float | 
         row = {"change": name, "accuracy": figures["accuracy"], "balanced_accuracy": figures["balanced_accuracy"],
                "balanced_accuracy_change": figures["balanced_accuracy"] - base_balanced_accuracy,
                # the photos as taken against themselves differ by 0 in every resample
-               "balanced_accuracy_change_95": _paired_interval(labels, lesions, base, predicted, rounds, seed) if change
-               else [0.0, 0.0],
+               "balanced_accuracy_change_95": np.percentile(paired_changes(
+                   labels, lesions, predicted, base, balanced_accuracy_score, rounds, seed), [2.5, 97.5]).tolist()
+               if change else [0.0, 0.0],
                "melanoma_sensitivity": figures["melanoma"]["sensitivity"],
                "top_answer_changed": float((predicted != base).mean())}
         if mel_threshold is not None:

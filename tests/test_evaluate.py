@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score
 
 from skinlesion.classes import CODES, index_of
 from skinlesion.evaluate import (
@@ -10,6 +11,7 @@ from skinlesion.evaluate import (
     fit_temperature,
     sensitivity_threshold,
     metrics,
+    paired_changes,
     plot_confusion_matrices,
 )
 
@@ -87,13 +89,13 @@ def test_bootstrap_interval_contains_the_estimate():
 
 
 def test_bootstrap_draws_whole_lesions():
-    groups = np.array(["a", "b", "a", "c", "b", "a"])  # lesion a has three photos, b two, c one
+    groups = np.array(["a", "b", "a", "c", "b", "a"])  # lesion a has three photos (rows 0, 2, 5), b two, c one
     for rows in bootstrap_rows(groups, rounds=50, seed=3):
-        drawn = groups[rows]
-        for lesion, photos in (("a", 3), ("b", 2), ("c", 1)):
-            assert (drawn == lesion).sum() % photos == 0  # a lesion comes with all its photos or not at all
-        # three lesions drawn, so as many photos as those three lesions have
-        assert len(rows) in {3 * x + 2 * y + z for x in range(4) for y in range(4) for z in range(4) if x + y + z == 3}
+        times = np.bincount(rows, minlength=len(groups))
+        # every photo of a lesion is drawn as often as the lesion: all of it, or none of it
+        for lesion in "abc":
+            assert len(set(times[groups == lesion])) == 1
+        assert times[groups == "a"][0] + times[groups == "b"][0] + times[groups == "c"][0] == 3  # 3 lesions drawn
 
 
 def test_bootstrap_over_lesions_is_not_fooled_by_copies_of_a_photo():
@@ -127,6 +129,20 @@ def test_bootstrap_gives_the_alert_sensitivity_an_interval_only_with_a_threshold
         "melanoma_at_threshold_sensitivity"]
     assert low < alert < high and high - low < 0.2
     assert "melanoma_at_threshold_sensitivity" not in bootstrap_intervals(probabilities, labels, rounds=20)
+
+
+def test_paired_changes_draw_both_answers_from_the_same_lesions():
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, len(CODES), 300)
+    old = np.where(rng.uniform(size=300) < 0.6, labels, rng.integers(0, len(CODES), 300))
+    new = np.where(rng.uniform(size=300) < 0.3, labels, old)  # right more often than old
+    changes = paired_changes(labels, np.arange(300), new, old, accuracy_score, rounds=300)
+    assert np.all(changes >= 0)  # new is right wherever old is, in every resample: one draw for both
+    copies = np.repeat(np.arange(300), 4)  # each lesion photographed four times alike
+    over_lesions = paired_changes(labels[copies], copies, new[copies], old[copies], accuracy_score, rounds=300)
+    over_photos = paired_changes(labels[copies], np.arange(1200), new[copies], old[copies], accuracy_score, rounds=300)
+    assert np.std(over_lesions) == pytest.approx(np.std(changes), rel=0.25)
+    assert np.std(over_photos) < 0.65 * np.std(over_lesions)
 
 
 def test_confusion_plots_are_written(tmp_path):
