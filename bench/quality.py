@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     report = load_report(args.model)
-    result, _ = evaluate_folder(args.model, args.data, only_split="test", seed=report["training"].get("seed", 0))
+    result, _ = evaluate_folder(args.model, args.data, only_split="test")
     print("test split of the model's own lesion-grouped split (never used for any choice)")
     print(format_summary(result))
     at = result.get("melanoma_at_threshold")

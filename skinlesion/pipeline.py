@@ -36,7 +36,7 @@ from .evaluate import (
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
 from .model import ModelConfig, Network, build_network, keras, load_inputs, load_network, predict_all, tf
-from .recipe import TrainConfig
+from .recipe import TRAIN_CONFIG_NAME, TrainConfig
 from .robustness import change_tables, lesion_size, report_sections
 from .subgroups import subgroup_tables
 from .train import train
@@ -214,16 +214,20 @@ def folder_frame(model_dir: Path, data_dir: Path, only_split: str | None = None)
 
 
 def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = None,
-                    seed: int = 0) -> tuple[dict, int]:
+                    rounds: int = 1000) -> tuple[dict, int]:
     """Metrics of the model in `model_dir` on the images `folder_frame` selects, with 95% bootstrap intervals that
-    resample their lesions (`seed` draws them); returns (metrics, seen) as `folder_frame`."""
+    resample their lesions (`rounds` resamples, none for 0; seeded as the model's retrain seeded its report's);
+    returns (metrics, seen) as `folder_frame`."""
     frame, seen = folder_frame(model_dir, data_dir, only_split)
     network = load_network(model_dir)
     probabilities = predict_frame(network, frame)["probabilities"]
     labels = frame["label"].to_numpy()
     mel_threshold = read_metadata(Path(model_dir) / TFJS_DIR).get("thresholds", {}).get("mel")
     result = metrics(probabilities, labels, mel_threshold)
-    result["bootstrap_95"] = bootstrap_intervals(probabilities, labels, frame["group"].to_numpy(), seed=seed,
-                                                 mel_threshold=mel_threshold)
-    result["bootstrap_resampled"] = BOOTSTRAP_RESAMPLED
+    if rounds:
+        config = Path(model_dir) / TRAIN_CONFIG_NAME
+        seed = TrainConfig.load(config).seed if config.is_file() else 0
+        result["bootstrap_95"] = bootstrap_intervals(probabilities, labels, frame["group"].to_numpy(), rounds, seed,
+                                                     mel_threshold)
+        result["bootstrap_resampled"] = BOOTSTRAP_RESAMPLED
     return result, seen
