@@ -356,7 +356,7 @@ def _model_card(report: dict, metadata: dict) -> dict:
     return {
         "classes": classes,
         "test_images": _value(test["images"]) if isinstance(test.get("images"), int) else "",
-        "intervals_over": _resampled(test) if test.get("bootstrap_95") else "",
+        "intervals_over": _resampled(test.get("bootstrap_resampled")) if test.get("bootstrap_95") else "",
         # written by hand into a report when a person's choice made its test figures less than test-blind
         "test_caveat": str(report.get("test_split_caveat") or ""),
         "metrics": metrics,
@@ -377,12 +377,10 @@ def _model_card(report: dict, metadata: dict) -> dict:
     }
 
 
-def _resampled(section: dict) -> str:
-    """What a report section's bootstrap intervals resampled, in the card's words (before lesion resampling existed,
-    every interval resampled the images)."""
-    if section.get("bootstrap_resampled") == "lesions":
-        return "the lesions (all photos of a drawn lesion together)"
-    return "the images"
+def _resampled(unit: Any) -> str:
+    """What a report section's bootstrap intervals resampled (its bootstrap_resampled, evaluate.BOOTSTRAP_RESAMPLED),
+    in the card's words; a report written before lesions were resampled has none, and resampled the images."""
+    return "the lesions (all photos of a drawn lesion together)" if unit == "lesions" else "the images"
 
 
 def _change_table(changes: Any) -> dict | None:
@@ -406,7 +404,7 @@ def _change_table(changes: Any) -> dict | None:
                if _number(r.get("balanced_accuracy_change")) and _number(r.get("top_answer_changed"))]
     worst = min(changed, key=lambda r: r["balanced_accuracy_change"], default=None)
     flips = [r["top_answer_changed"] for r in changed]
-    return {"images": _value(changes.get("images")), "intervals_over": _resampled(changes),
+    return {"images": _value(changes.get("images")), "intervals_over": _resampled(changes.get("bootstrap_resampled")),
             "rows": [cells(row, as_taken=i == 0) for i, row in enumerate(rows)],
             "worst": {"change": str(worst.get("change", "")),
                       "points": f"{-100 * worst['balanced_accuracy_change']:.1f}",
@@ -426,6 +424,7 @@ def _subgroup_tables(tables: Any) -> dict | None:
     by_key = {r.get("key"): r for r in valid.get("diagnosis_confirmed_by", {}).get("rows", [])
               if _number(r.get("accuracy"))}
     histo = by_key.get("histo")
+    units = {table.get("bootstrap_resampled") for table in valid.values()}
     histopathology = {"accuracy": _pct(histo["accuracy"]), "images": _value(histo.get("images")),
                       "confidence": _pct_or_none(histo.get("mean_top_probability")),
                       "follow_up": _pct_or_none(by_key.get("follow_up", {}).get("accuracy"))} if histo else None
@@ -433,7 +432,8 @@ def _subgroup_tables(tables: Any) -> dict | None:
                         "rows": [_subgroup_row(r) for r in table["rows"]]} for key, table in valid.items()],
             "min_melanomas": next((_value(t["min_melanomas"]) for t in valid.values()
                                    if _number(t.get("min_melanomas"))), None),
-            "intervals_over": _resampled(next(iter(valid.values()))),
+            # tables saved at different times could differ: lesions only when every one says so
+            "intervals_over": _resampled(units.pop() if len(units) == 1 else None),
             "histopathology": histopathology}
 
 

@@ -468,7 +468,8 @@ def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_l
         "sex": {"title": "Sex", "column": "sex", "min_melanomas": 12, "bootstrap_resampled": "lesions", "rows": [
             _group("female", "female", 673, 0.83, 0.6),
             _group("others", "others, each under 30 images: unknown", 12, 0.75, None)]},
-        "diagnosis_confirmed_by": {"title": "Diagnosis confirmed by", "column": "dx_type", "rows": [
+        "diagnosis_confirmed_by": {"title": "Diagnosis confirmed by", "column": "dx_type",
+                                   "bootstrap_resampled": "lesions", "rows": [
             _group("histo", "histopathology (biopsy or excision)", 749, 0.68, 0.56),
             _group("follow_up", "follow-up (unchanged over time)", 529, 0.97, None)]}}
     (model_dir / "report.json").write_text(json.dumps(report))
@@ -482,6 +483,11 @@ def test_model_card_shows_the_figures_by_group_and_the_biopsied_lesions_in_the_l
     assert _cells(groups, "data-group", "others")[6] == []  # too few melanomas: no sensitivity
     assert "Melanomas found is shown for groups with at least 12 melanomas." in re.sub(r"\s+", " ", groups)
     assert "bootstrap intervals within each group that resample the lesions (all photos" in re.sub(r"\s+", " ", groups)
+    # a table saved before lesions were resampled: the card no longer says lesions for them all
+    del report["subgroups"]["sex"]["bootstrap_resampled"]
+    (model_dir / "report.json").write_text(json.dumps(report))
+    mixed = (site.build_site(model_dir, tmp_path / "mixed") / "model-card.html").read_text(encoding="utf-8")
+    assert "bootstrap intervals within each group that resample the images:" in re.sub(r"\s+", " ", mixed)
     limitations = re.sub(r"\s+", " ", html[html.index('id="limitations"'):])
     assert "On the 749 test photos of lesions whose diagnosis needed a biopsy or excision" in limitations
     assert "accuracy was 68.0%, against 97.0% on moles confirmed by follow-up" in limitations

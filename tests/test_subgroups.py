@@ -70,3 +70,15 @@ def test_only_the_groupings_whose_column_the_metadata_has(frame_and_probabilitie
     assert list(subgroup_tables(frame.drop(columns=["sex", "age"]), probabilities, rounds=10)) == [
         "body_site", "diagnosis_confirmed_by"]
     assert subgroup_tables(frame[["label", "group"]], probabilities, rounds=10) == {}
+
+
+def test_intervals_resample_lesions_not_photos(frame_and_probabilities):
+    frame, probabilities = frame_and_probabilities
+    four_photos = frame.loc[frame.index.repeat(4)].reset_index(drop=True)  # each photo four times, one lesion
+    four_photos["group"] = np.repeat(np.arange(len(frame)), 4)
+    once = _rows(subgroup_tables(frame.assign(group=np.arange(len(frame))), probabilities, rounds=200)["sex"])
+    four = _rows(subgroup_tables(four_photos, np.repeat(probabilities, 4, axis=0), rounds=200)["sex"])
+    width = {name: np.diff(rows["female"]["bootstrap_95"]["accuracy"])[0] for name, rows in (("once", once),
+                                                                                            ("four", four))}
+    # copies of a lesion's photo are no new evidence: the interval stays as wide
+    assert width["four"] == pytest.approx(width["once"], rel=0.3) and width["once"] > 0.05
