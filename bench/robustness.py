@@ -5,10 +5,10 @@
 Every photo of the model's own lesion-grouped test split (`--split val` for what experiments may read) changed one
 way at a time, by the changes in skinlesion/robustness.py (saturation, white balance, hue, brightness, blur, JPEG),
 through the model in Python: its figures on the changed photos, the change of balanced accuracy against the photos
-as taken with a paired-bootstrap 95% interval (resampling lesions), and the share of photos whose top answer changed; then a second
-table of framings, the photos zoomed in on their centre as the page's crop step does. A retrain writes both tables
-(test split) into its report for the model card; `--save` writes them into the report of a model trained before
-they existed, or before their intervals resampled lesions.
+as taken with a paired-bootstrap 95% interval (resampling lesions), and the share of photos whose top answer
+changed; then a second table of framings, the photos zoomed in on their centre as the page's crop step does. A
+retrain writes both tables (test split) into its report for the model card; `--save` writes them into the report of
+a model trained before they existed, or before their intervals resampled lesions.
 """
 
 from __future__ import annotations

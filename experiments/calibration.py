@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
+from scipy.special import softmax
 from sklearn.metrics import balanced_accuracy_score, log_loss
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -32,12 +33,6 @@ from skinlesion.pipeline import predict_frame  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits - logits.max(1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(1, keepdims=True)
-
-
 class Identity:
     name = "none"
     fit_only = None  # a dx_type: fitted on the fit rows confirmed that way only (else on every fit row)
@@ -46,7 +41,7 @@ class Identity:
         return self
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        return _softmax(logits)
+        return softmax(logits, axis=1)
 
 
 class Temperature:
@@ -55,11 +50,11 @@ class Temperature:
     fit_only = None
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> "Temperature":
-        self.temperature = fit_temperature(_softmax(logits), labels)
+        self.temperature = fit_temperature(softmax(logits, axis=1), labels)
         return self
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        return _softmax(logits / self.temperature)
+        return softmax(logits / self.temperature, axis=1)
 
 
 class TemperatureAndBias:
@@ -69,14 +64,14 @@ class TemperatureAndBias:
 
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> "TemperatureAndBias":
         def nll(params: np.ndarray) -> float:
-            p = _softmax(logits * np.exp(-params[0]) + (params[1:] - params[1:].mean()))
+            p = softmax(logits * np.exp(-params[0]) + (params[1:] - params[1:].mean()), axis=1)
             return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
         params = minimize(nll, np.zeros(1 + logits.shape[1]), method="L-BFGS-B").x
         self.temperature, self.bias = float(np.exp(params[0])), params[1:] - params[1:].mean()
         return self
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        return _softmax(logits / self.temperature + self.bias)
+        return softmax(logits / self.temperature + self.bias, axis=1)
 
 
 class BiopsiedTemperature(Temperature):

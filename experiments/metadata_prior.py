@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
+from scipy.special import softmax
 from sklearn.model_selection import StratifiedGroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.calibration import (  # noqa: E402
     Temperature,
-    _softmax,
     fold_arguments,
     print_out_of_fold,
     scores,
@@ -74,14 +74,14 @@ class TemperatureAndMetadata:
 
     def fit(self, logits: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> "TemperatureAndMetadata":
         def nll(params: np.ndarray) -> float:
-            p = _softmax(logits * np.exp(-params[0]) + params[1] * self.meta[rows])
+            p = softmax(logits * np.exp(-params[0]) + params[1] * self.meta[rows], axis=1)
             return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
         params = minimize(nll, np.array([0.0, 0.5]), method="L-BFGS-B").x
         self.temperature, self.weight = float(np.exp(params[0])), float(params[1])
         return self
 
     def apply(self, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return _softmax(logits / self.temperature + self.weight * self.meta[rows])
+        return softmax(logits / self.temperature + self.weight * self.meta[rows], axis=1)
 
 
 def main() -> None:
