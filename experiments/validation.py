@@ -24,7 +24,7 @@ def main() -> None:
     print("model | val BA | val accuracy | " + " | ".join(f"{c} recall" for c in CODES)
           + " | mel alert sensitivity / specificity")
     for model_dir in args.models:
-        f, _ = evaluate_folder(model_dir, args.data, only_split="val", rounds=0)
+        f, _ = evaluate_folder(model_dir, args.data, only_split="val", intervals=False)
         alert = f["melanoma_at_threshold"]
         print(f"{model_dir} | {f['balanced_accuracy']:.3f} | {f['accuracy']:.3f} | "
               + " | ".join(f"{f['per_class'][c]['recall']:.2f}" for c in CODES)

@@ -140,12 +140,12 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, mel_threshold: float 
     return result
 
 
-def bootstrap_rows(groups: np.ndarray, rounds: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
-    """Row indices of `rounds` bootstrap resamples that draw whole lesions: as many lesions as `groups` (one lesion
+def bootstrap_rows(lesions: np.ndarray, rounds: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
+    """Row indices of `rounds` bootstrap resamples that draw whole lesions: as many lesions as `lesions` (one lesion
     id per row) holds, with replacement, each with all its rows. A split's photos of one lesion are near copies,
     so drawing photos one by one would count a lesion's luck as several independent chances and give intervals too
     narrow. With one row per lesion this is the plain bootstrap over rows."""
-    _, lesion_of_row = np.unique(np.asarray(groups), return_inverse=True)
+    _, lesion_of_row = np.unique(np.asarray(lesions), return_inverse=True)
     order = np.argsort(lesion_of_row, kind="stable")  # rows lesion by lesion
     sizes = np.bincount(lesion_of_row)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -168,18 +168,18 @@ def paired_changes(labels: np.ndarray, lesions: np.ndarray, new: np.ndarray, old
                          for rows in bootstrap_rows(lesions, rounds, seed)])
 
 
-def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
-                        rounds: int = 1000, seed: int = 0, mel_threshold: float | None = None) -> dict:
+def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, lesions: np.ndarray, rounds: int = 1000,
+                        seed: int = 0, mel_threshold: float | None = None) -> dict:
     """95% percentile-bootstrap intervals for accuracy, balanced accuracy and melanoma sensitivity (and, given
-    `mel_threshold`, the melanoma alert's sensitivity), resampling the lesions of `groups` (one lesion id per row; see
-    `bootstrap_rows`), or the images when it is None. None for the calibration error: its plug-in estimate is biased
-    upwards and resampling adds to the bias, so a percentile interval of it is lopsided (the shipped e18's was 0.027
-    to 0.060 around 0.035; the basic interval from the same draws 0.010 to 0.044)."""
+    `mel_threshold`, the melanoma alert's sensitivity), resampling `lesions` (one lesion id per row; see
+    `bootstrap_rows`). None for the calibration error: its plug-in estimate is biased upwards and resampling adds to
+    the bias, so a percentile interval of it is lopsided (the shipped e18's was 0.027 to 0.060 around 0.035; the
+    basic interval from the same draws 0.010 to 0.044)."""
     predicted = probabilities.argmax(1)
     alerted = probabilities[:, MEL] >= mel_threshold if mel_threshold is not None else None
     samples: dict[str, list[float]] = {"accuracy": [], "balanced_accuracy": [], "melanoma_sensitivity": [],
                                        "melanoma_at_threshold_sensitivity": []}
-    for rows in bootstrap_rows(np.arange(len(labels)) if groups is None else groups, rounds, seed):
+    for rows in bootstrap_rows(lesions, rounds, seed):
         y, p = labels[rows], predicted[rows]
         samples["accuracy"].append(accuracy_score(y, p))
         with warnings.catch_warnings():  # a resample may miss a rare class: sklearn warns, the score is still right
@@ -191,6 +191,13 @@ def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, groups: n
             if alerted is not None:
                 samples["melanoma_at_threshold_sensitivity"].append(float(alerted[rows][mel].mean()))
     return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in samples.items() if v}
+
+
+def report_intervals(probabilities: np.ndarray, labels: np.ndarray, lesions: np.ndarray, seed: int,
+                   mel_threshold: float | None) -> dict:
+    """The keys a report's test figures carry for their intervals: `bootstrap_95` and what it resampled."""
+    intervals = bootstrap_intervals(probabilities, labels, lesions, seed=seed, mel_threshold=mel_threshold)
+    return {"bootstrap_95": intervals, "bootstrap_resampled": BOOTSTRAP_RESAMPLED}
 
 
 def plot_confusion_matrices(matrix: list[list[int]], folder: Path) -> dict[str, str]:

@@ -21,10 +21,8 @@ from .data import Split, has_lesion_boxes, load_metadata, split_by_lesion, with_
 from .evaluate import (
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
-    BOOTSTRAP_RESAMPLED,
     CONFIDENT_ACCURACY,
     alert_rates,
-    bootstrap_intervals,
     confidence_threshold,
     fit_temperature,
     load_report,
@@ -32,6 +30,7 @@ from .evaluate import (
     metrics,
     plot_confusion_matrices,
     plot_reliability,
+    report_intervals,
     write_report,
 )
 from .export import TFJS_DIR, export_tfjs, model_bytes, read_metadata
@@ -131,9 +130,8 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     pd.concat([part.assign(split=name)[["image_id", "dx", "group", "split"]]
                for name, part in split.parts().items()]).to_csv(staged / SPLIT_NAME, index=False)
     test = metrics(test_probabilities, test_labels, thresholds["mel"])
-    test["bootstrap_95"] = bootstrap_intervals(test_probabilities, test_labels, split.test["group"].to_numpy(),
-                                               seed=train_config.seed, mel_threshold=thresholds["mel"])
-    test["bootstrap_resampled"] = BOOTSTRAP_RESAMPLED
+    test.update(report_intervals(test_probabilities, test_labels, split.test["group"].to_numpy(), train_config.seed,
+                               thresholds["mel"]))
     confident = test_probabilities.max(1) >= uncertain_below
     report = {
         "model": {"backbone": network.config.backbone_description(), "input": [network.config.height,
@@ -214,20 +212,18 @@ def folder_frame(model_dir: Path, data_dir: Path, only_split: str | None = None)
 
 
 def evaluate_folder(model_dir: Path, data_dir: Path, only_split: str | None = None,
-                    rounds: int = 1000) -> tuple[dict, int]:
-    """Metrics of the model in `model_dir` on the images `folder_frame` selects, with 95% bootstrap intervals that
-    resample their lesions (`rounds` resamples, none for 0; seeded as the model's retrain seeded its report's);
-    returns (metrics, seen) as `folder_frame`."""
+                    intervals: bool = True) -> tuple[dict, int]:
+    """Metrics of the model in `model_dir` on the images `folder_frame` selects, with (unless `intervals` is False)
+    95% bootstrap intervals that resample their lesions, seeded as the model's retrain seeded its report's; returns
+    (metrics, seen) as `folder_frame`."""
     frame, seen = folder_frame(model_dir, data_dir, only_split)
     network = load_network(model_dir)
     probabilities = predict_frame(network, frame)["probabilities"]
     labels = frame["label"].to_numpy()
     mel_threshold = read_metadata(Path(model_dir) / TFJS_DIR).get("thresholds", {}).get("mel")
     result = metrics(probabilities, labels, mel_threshold)
-    if rounds:
+    if intervals:
         config = Path(model_dir) / TRAIN_CONFIG_NAME
         seed = TrainConfig.load(config).seed if config.is_file() else 0
-        result["bootstrap_95"] = bootstrap_intervals(probabilities, labels, frame["group"].to_numpy(), rounds, seed,
-                                                     mel_threshold)
-        result["bootstrap_resampled"] = BOOTSTRAP_RESAMPLED
+        result.update(report_intervals(probabilities, labels, frame["group"].to_numpy(), seed, mel_threshold))
     return result, seen

@@ -83,9 +83,10 @@ def test_bootstrap_interval_contains_the_estimate():
     labels = rng.integers(0, len(CODES), 500)
     predicted = np.where(rng.uniform(size=500) < 0.7, labels, rng.integers(0, len(CODES), 500))
     result = metrics(one_hot(predicted), labels)
-    intervals = bootstrap_intervals(one_hot(predicted), labels, rounds=200)
+    intervals = bootstrap_intervals(one_hot(predicted), labels, np.arange(500), rounds=200)
     low, high = intervals["accuracy"]
     assert low < result["accuracy"] < high and high - low < 0.1
+    assert set(intervals) == {"accuracy", "balanced_accuracy", "melanoma_sensitivity"}  # never the calibration error
 
 
 def test_bootstrap_draws_whole_lesions():
@@ -110,9 +111,9 @@ def test_bootstrap_over_lesions_is_not_fooled_by_copies_of_a_photo():
         low, high = intervals["accuracy"]
         return high - low
 
-    once = width(bootstrap_intervals(one_hot(predicted), labels, rounds=400))
+    once = width(bootstrap_intervals(one_hot(predicted), labels, np.arange(300), rounds=400))
     over_lesions = width(bootstrap_intervals(one_hot(predicted4), labels4, lesions4, rounds=400))
-    over_photos = width(bootstrap_intervals(one_hot(predicted4), labels4, rounds=400))
+    over_photos = width(bootstrap_intervals(one_hot(predicted4), labels4, np.arange(1200), rounds=400))
     # the copies add no evidence: resampling lesions gives the interval of the lesions photographed once; resampling
     # photos would count each lesion four times and halve it
     assert over_lesions == pytest.approx(once, rel=0.25)
@@ -125,10 +126,11 @@ def test_bootstrap_gives_the_alert_sensitivity_an_interval_only_with_a_threshold
     probabilities = one_hot(np.zeros(400, dtype=int))
     probabilities[:, MEL] = np.where(labels == MEL, rng.uniform(0.2, 0.6, 400), rng.uniform(0.0, 0.3, 400))
     alert = (probabilities[labels == MEL, MEL] >= 0.3).mean()
-    low, high = bootstrap_intervals(probabilities, labels, rounds=200, mel_threshold=0.3)[
+    low, high = bootstrap_intervals(probabilities, labels, np.arange(400), rounds=200, mel_threshold=0.3)[
         "melanoma_at_threshold_sensitivity"]
     assert low < alert < high and high - low < 0.2
-    assert "melanoma_at_threshold_sensitivity" not in bootstrap_intervals(probabilities, labels, rounds=20)
+    assert "melanoma_at_threshold_sensitivity" not in bootstrap_intervals(probabilities, labels, np.arange(400),
+                                                                          rounds=20)
 
 
 def test_paired_changes_draw_both_answers_from_the_same_lesions():
