@@ -7,6 +7,7 @@ augmentation on another Keras backend.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -19,8 +20,39 @@ from .classes import CODES
 from .views import CLASS_WEIGHTINGS
 
 TRAIN_CONFIG_NAME = "train_config.json"
-OPTIMIZERS = {"adam": keras.optimizers.Adam,
-              "sgd": lambda rate, **options: keras.optimizers.SGD(rate, momentum=0.9, **options)}
+BLOCK_NUMBER = re.compile(r"^(?:conv_dw|conv_pw|block)_(\d+)[_/]")  # MobileNet v1's and V2's block layer names
+
+
+class LayerRateDecay:
+    """Optimizer mixin for layer-wise learning-rate decay: a variable of backbone block b learns at the rate times
+    `layer_decay` ** (top - b), top being the highest block among the variables it trains (its number read from the
+    variable's path, e.g. conv_pw_7/kernel); all others (the classifier, V2's Conv_1) at the full rate. The lower
+    blocks hold more general features, so they move less. 1 = one rate for all (the steps are then unchanged)."""
+
+    def __init__(self, *args, layer_decay: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layer_decay = layer_decay
+
+    def build(self, variables: list) -> None:
+        super().build(variables)
+        blocks = [int(m.group(1)) if (m := BLOCK_NUMBER.match(v.path)) else None for v in variables]
+        top = max((b for b in blocks if b is not None), default=0)
+        self.rate_factors = [1.0 if b is None else self.layer_decay ** (top - b) for b in blocks]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self.rate_factors[self._get_variable_index(variable)]
+        return super().update_step(gradient, variable, learning_rate if factor == 1.0 else learning_rate * factor)
+
+
+class Adam(LayerRateDecay, keras.optimizers.Adam):
+    pass
+
+
+class SGD(LayerRateDecay, keras.optimizers.SGD):
+    pass
+
+
+OPTIMIZERS = {"adam": Adam, "sgd": lambda rate, **options: SGD(rate, momentum=0.9, **options)}
 SCHEDULE_MONITORS = {"val_balanced_accuracy": "max", "val_loss": "min"}  # what the LR plateau may watch, and its mode
 LEARNING_RATE_SCHEDULES = ("plateau", "cosine")
 
@@ -41,6 +73,9 @@ class TrainConfig:
     fine_tune_learning_rate: float = 5e-5
     fine_tune_warmup_epochs: int = 0  # linear learning-rate warm-up at the start of fine-tuning; 0 = none
     fine_tune_optimizer: str = "adam"  # "adam", or "sgd" (momentum 0.9: steps scale with the gradient)
+    # < 1: layer-wise learning-rate decay while fine-tuning: each backbone block learns at this factor of the rate of
+    # the block above it (the top block and the classifier at fine_tune_learning_rate; `LayerRateDecay`); 1 = off
+    fine_tune_layer_decay: float = 1.0
     # > 0: validate, checkpoint and keep an exponential moving average of the fine-tuned weights (this momentum per
     # step) instead of the weights themselves; it smooths the noisy steps of small-batch training
     fine_tune_ema: float = 0.998
@@ -113,6 +148,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_schedule must be one of {', '.join(LEARNING_RATE_SCHEDULES)}")
         if raw.get("class_weighting", cls.class_weighting) not in CLASS_WEIGHTINGS:
             raise SkinLesionError(f"{path}: class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
+        if not 0 < raw.get("fine_tune_layer_decay", 1) <= 1:
+            raise SkinLesionError(f"{path}: fine_tune_layer_decay must be above 0 and at most 1 (off)")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if not 0 <= raw.get("lesion_crop", 0) <= 1:

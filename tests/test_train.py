@@ -8,7 +8,8 @@ import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import ModelConfig, keras
-from skinlesion.recipe import LESION_CROP_SMALLEST, SCHEDULE_MONITORS, TrainConfig, augmentation, lesion_crop_boxes
+from skinlesion.recipe import (LESION_CROP_SMALLEST, OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation,
+                               lesion_crop_boxes)
 from skinlesion.train import LinearWarmUp, _fit_phase
 from skinlesion.views import CachedViews
 
@@ -103,6 +104,34 @@ def test_learning_rate_plateau_watches_the_chosen_validation_score(tmp_path):
     assert (by_ba["val_balanced_accuracy"] == 1.0).all() and by_loss["val_loss"].is_monotonic_decreasing
     np.testing.assert_allclose(by_ba["learning_rate"], [0.01, 0.01, 0.01, 0.005])  # halved after 2 flat epochs
     np.testing.assert_allclose(by_loss["learning_rate"], 0.01)  # never halved: the loss still improves
+
+
+def _one_step(optimizer: keras.optimizers.Optimizer, names: list[str]) -> dict[str, float]:
+    """How far one step with the same gradient moves a weight of each named layer."""
+    layers = [keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name=name) for name in names]
+    for layer in layers:
+        layer.build((None, 1))
+    variables = [layer.kernel for layer in layers]
+    optimizer.apply_gradients([(np.ones((1, 1), np.float32), v) for v in variables])
+    return {name: -float(np.asarray(v.numpy()).item()) for name, v in zip(names, variables)}
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_layer_decay_slows_each_block_below_the_top_block_by_its_factor(name):
+    names = ["conv_dw_5", "conv_pw_5", "block_6_expand", "conv_pw_7", "logits"]
+    steps = _one_step(OPTIMIZERS[name](0.1, layer_decay=0.5), names)
+    np.testing.assert_allclose([steps[n] for n in names], [0.1 / 4, 0.1 / 4, 0.1 / 2, 0.1, 0.1], rtol=1e-4)
+    # 1, the default, is off: the same steps as Keras's own optimizer
+    plain = keras.optimizers.Adam(0.1) if name == "adam" else keras.optimizers.SGD(0.1, momentum=0.9)
+    assert _one_step(OPTIMIZERS[name](0.1), names) == _one_step(plain, names)
+
+
+@pytest.mark.parametrize("decay", [0, -0.5, 1.5])
+def test_layer_decay_must_be_a_factor_up_to_1(tmp_path, decay):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"fine_tune_layer_decay": decay}))
+    with pytest.raises(SkinLesionError, match="fine_tune_layer_decay must be above 0 and at most 1"):
+        TrainConfig.load(path)
 
 
 def test_mixup_mixes_features_labels_and_weights_alike():
