@@ -99,9 +99,10 @@ def _build(args: argparse.Namespace) -> None:
         report = retrain(args.data, args.model, run_dir, train_config, args.weights,
                          args.quantization, strategy)
         test = report["test"]
+        melanoma = test["melanoma"]["sensitivity"]
         print(f"retrained in {report['training']['wall_time_s']:.0f} s; test split: accuracy "
               f"{test['accuracy']:.4f}, balanced accuracy {test['balanced_accuracy']:.4f}, melanoma sensitivity "
-              f"{test['melanoma']['sensitivity']:.4f}")
+              f"{'n/a (no melanomas)' if melanoma is None else f'{melanoma:.4f}'}")
     out = build_site(args.model, args.dist)
     print(f"site built in {out}")
     if args.serve:

@@ -42,11 +42,17 @@ CONFIDENT_ACCURACY = 0.9
 BOOTSTRAP_RESAMPLED = "lesions"
 
 
+def _share(part: int, whole: int) -> float | None:
+    """part / whole; None (undefined, not 0) when there is nothing to count, e.g. a folder without melanomas."""
+    return part / whole if whole else None
+
+
 def _rates(positive: np.ndarray, flagged: np.ndarray) -> dict:
-    """Sensitivity and specificity of flagging, with the counts behind them."""
+    """Sensitivity and specificity of flagging, with the counts behind them (None where there are no positives or
+    no negatives)."""
     tp, fn = int((flagged & positive).sum()), int((~flagged & positive).sum())
     tn, fp = int((~flagged & ~positive).sum()), int((flagged & ~positive).sum())
-    return {"sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1),
+    return {"sensitivity": _share(tp, tp + fn), "specificity": _share(tn, tn + fp),
             "true_positives": tp, "false_negatives": fn, "true_negatives": tn, "false_positives": fp}
 
 
@@ -110,23 +116,37 @@ def confidence_threshold(probabilities: np.ndarray, labels: np.ndarray,
     return float(confidence[order][reaching.max()]) if len(reaching) else 1.0
 
 
+def _balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes `labels` has; quiet about classes missing from it (sklearn warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(labels, predicted))
+
+
 def metrics(probabilities: np.ndarray, labels: np.ndarray, mel_threshold: float | None = None) -> dict:
-    """Accuracy, balanced accuracy, top-k, per-class precision/recall/F1/AUC, melanoma rates, confusion matrix, ECE."""
+    """Accuracy, balanced accuracy, top-k, per-class precision/recall/F1/AUC, melanoma rates, confusion matrix, ECE.
+
+    Balanced accuracy is the mean recall over the classes `labels` has (`balanced_accuracy_classes` of them). A
+    figure with nothing to count (the recall of a class with no images, the precision of one never predicted) is None.
+    """
     predicted = probabilities.argmax(1)
     precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=ALL_LABELS,
                                                                      zero_division=0)
     per_class = {}
     for i, code in enumerate(CODES):
         present = (labels == i).any() and not (labels == i).all()
-        per_class[code] = {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                           "support": int(support[i]),
+        defined = support[i] > 0 and (predicted == i).any()
+        per_class[code] = {"precision": float(precision[i]) if (predicted == i).any() else None,
+                           "recall": float(recall[i]) if support[i] else None,
+                           "f1": float(f1[i]) if defined else None, "support": int(support[i]),
                            "roc_auc": float(roc_auc_score(labels == i, probabilities[:, i])) if present else None}
     aucs = [c["roc_auc"] for c in per_class.values() if c["roc_auc"] is not None]
     is_mel = labels == MEL
     result = {
         "images": int(len(labels)),
         "accuracy": float(accuracy_score(labels, predicted)),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "balanced_accuracy": _balanced_accuracy(labels, predicted),
+        "balanced_accuracy_classes": int(len(np.unique(labels))),
         "top2_accuracy": float(top_k_accuracy_score(labels, probabilities, k=2, labels=ALL_LABELS)),
         "top3_accuracy": float(top_k_accuracy_score(labels, probabilities, k=3, labels=ALL_LABELS)),
         "macro_roc_auc": float(np.mean(aucs)) if aucs else None,
@@ -182,9 +202,7 @@ def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, lesions: 
     for rows in bootstrap_rows(lesions, rounds, seed):
         y, p = labels[rows], predicted[rows]
         samples["accuracy"].append(accuracy_score(y, p))
-        with warnings.catch_warnings():  # a resample may miss a rare class: sklearn warns, the score is still right
-            warnings.simplefilter("ignore")
-            samples["balanced_accuracy"].append(balanced_accuracy_score(y, p))
+        samples["balanced_accuracy"].append(_balanced_accuracy(y, p))  # a resample may miss a rare class
         mel = y == MEL
         if mel.any():
             samples["melanoma_sensitivity"].append(float((p[mel] == MEL).mean()))
@@ -260,21 +278,28 @@ def format_summary(result: dict) -> str:
         low_high = intervals.get(key)
         return f" (95% CI {low_high[0]:.4f}-{low_high[1]:.4f})" if low_high else ""
 
+    def value(x: float | None, digits: int = 4, none: str = "n/a") -> str:
+        return none if x is None else f"{x:.{digits}f}"
+
+    classes = result.get("balanced_accuracy_classes", len(CODES))
+
     lines = [
         f"images               {result['images']}",
         f"accuracy             {result['accuracy']:.4f}{interval('accuracy')}",
-        f"balanced accuracy    {result['balanced_accuracy']:.4f}{interval('balanced_accuracy')}",
+        f"balanced accuracy    {result['balanced_accuracy']:.4f}{interval('balanced_accuracy')}"
+        + (f" (mean recall of the {classes} of {len(CODES)} classes these images have)" if classes < len(CODES) else ""),
         f"top-2 / top-3        {result['top2_accuracy']:.4f} / {result['top3_accuracy']:.4f}",
         f"macro ROC AUC        {result['macro_roc_auc']:.4f}" if result["macro_roc_auc"] is not None else "",
         f"melanoma sensitivity {mel['sensitivity']:.4f} ({mel['true_positives']}/"
-        f"{mel['true_positives'] + mel['false_negatives']}){interval('melanoma_sensitivity')}",
-        f"melanoma specificity {mel['specificity']:.4f}",
+        f"{mel['true_positives'] + mel['false_negatives']}){interval('melanoma_sensitivity')}"
+        if mel["sensitivity"] is not None else "melanoma sensitivity n/a (no melanomas)",
+        f"melanoma specificity {value(mel['specificity'], none='n/a (only melanomas)')}",
         f"ECE (15 bins)        {result['expected_calibration_error']:.4f}",
         f"95% CIs: percentile bootstrap resampling the {result.get('bootstrap_resampled', 'images')}" if intervals
         else "",
         "per class            precision recall f1     auc    support",
     ]
     for code, c in result["per_class"].items():
-        auc = f"{c['roc_auc']:.3f}" if c["roc_auc"] is not None else "  -  "
-        lines.append(f"  {code:<18} {c['precision']:.3f}     {c['recall']:.3f}  {c['f1']:.3f}  {auc}  {c['support']}")
+        lines.append(f"  {code:<18} {value(c['precision'], 3, '  -  ')}     {value(c['recall'], 3, '  -  ')}  "
+                     f"{value(c['f1'], 3, '  -  ')}  {value(c['roc_auc'], 3, '  -  ')}  {c['support']}")
     return "\n".join(line for line in lines if line)

@@ -246,7 +246,8 @@ _METRICS = (
      "Mean gap between how sure the model is and how often it is right (0 is perfectly calibrated)."),
 )
 _KNOWN_TEST_KEYS = {k for k, *_ in _METRICS} | {"images", "melanoma", "melanoma_at_threshold", "per_class",
-                                                "confusion_matrix", "bootstrap_95", "bootstrap_resampled"}
+                                                "confusion_matrix", "bootstrap_95", "bootstrap_resampled",
+                                                "balanced_accuracy_classes"}
 _MELANOMA_COUNT_KEYS = {"true_positives", "false_negatives", "true_negatives", "false_positives"}
 _KNOWN_TOP_KEYS = {"model", "split", "test", "plots", "training", "data", "calibration", "warnings",
                    "test_split_caveat", "robustness", "framing", "subgroups"}
@@ -315,6 +316,9 @@ def _model_card(report: dict, metadata: dict) -> dict:
     metrics = []
     for key, label, fmt, help_text in _METRICS:
         if key in test:
+            present = test.get("balanced_accuracy_classes")
+            if key == "balanced_accuracy" and isinstance(present, int) and present < len(codes):
+                help_text += f" Only {present} of the {len(codes)} classes have test images: the mean is over those."
             metrics.append({"key": key, "label": label, "value": fmt(test[key]), "help": help_text,
                             "count": counts.get(key, "")})
     melanoma = test.get("melanoma") or {}

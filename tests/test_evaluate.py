@@ -1,3 +1,6 @@
+import re
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score
@@ -9,13 +12,14 @@ from skinlesion.evaluate import (
     bootstrap_rows,
     expected_calibration_error,
     fit_temperature,
+    format_summary,
     sensitivity_threshold,
     metrics,
     paired_changes,
     plot_confusion_matrices,
 )
 
-MEL, NV = index_of("mel"), index_of("nv")
+MEL, NV, VASC = index_of("mel"), index_of("nv"), index_of("vasc")
 
 
 def one_hot(labels, confidence=0.9):
@@ -45,6 +49,24 @@ def test_known_mistakes():
     assert result["per_class"]["mel"]["precision"] == pytest.approx(3 / 5)
     assert result["per_class"]["akiec"]["support"] == 0 and result["per_class"]["akiec"]["roc_auc"] is None
     assert result["confusion_matrix"][MEL][NV] == 1 and result["confusion_matrix"][NV][MEL] == 2
+
+
+def test_figures_with_nothing_to_count_are_undefined_not_zero():
+    # Only nevi and vascular lesions, one nevus called vasc: no melanoma, nothing ever called akiec
+    labels = np.array([NV] * 5 + [VASC] * 2)
+    predicted = np.array([NV] * 4 + [VASC] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn's warning about the missing classes is not the user's business
+        result = metrics(one_hot(predicted), labels)
+    assert result["melanoma"]["sensitivity"] is None and result["melanoma"]["specificity"] == 1.0
+    assert result["per_class"]["akiec"] == {"precision": None, "recall": None, "f1": None, "support": 0,
+                                            "roc_auc": None}
+    assert result["per_class"]["vasc"]["precision"] == pytest.approx(2 / 3)
+    assert result["balanced_accuracy"] == pytest.approx((4 / 5 + 1) / 2) and result["balanced_accuracy_classes"] == 2
+    summary = format_summary(result)
+    assert "melanoma sensitivity n/a (no melanomas)" in summary
+    assert "mean recall of the 2 of 7 classes these images have" in summary
+    assert re.search(r"akiec +- +- +- +- +0", summary)
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy():

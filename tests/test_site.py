@@ -284,6 +284,16 @@ def test_model_card_says_when_the_training_time_left_out_the_feature_cache(model
     assert "30 min, reusing the frozen-feature cache of an earlier run" in html
 
 
+def test_model_card_says_when_balanced_accuracy_averages_fewer_classes(model_dir: Path, tmp_path: Path) -> None:
+    report = _report()
+    for present, folder in ((7, "all"), (5, "five")):
+        report["test"]["balanced_accuracy_classes"] = present
+        (model_dir / "report.json").write_text(json.dumps(report))
+        html = (site.build_site(model_dir, tmp_path / folder) / "model-card.html").read_text(encoding="utf-8")
+        assert "balanced_accuracy_classes" not in html  # a known key, not listed among the unknown ones
+        assert ("Only 5 of the 7 classes have test images" in html) == (present == 5)
+
+
 def test_model_card_without_warnings_says_nothing_about_them(model_dir: Path, tmp_path: Path) -> None:
     (model_dir / "report.json").write_text(json.dumps(_contract_report()))
     html = (site.build_site(model_dir, tmp_path / "out") / "model-card.html").read_text(encoding="utf-8")
