@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="metrics of the model on a HAM10000-layout folder")
     evaluate.add_argument("--data", type=Path, required=True,
-                          help="folder with a metadata CSV (image_id, dx) and the images anywhere below it")
+                          help="folder with a metadata CSV (image_id, dx) or an ISIC ground truth (image, MEL, NV, "
+                               "...) and the images anywhere below it")
     evaluate.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: model/)")
     evaluate.add_argument("--test-split", action="store_true",
                           help="only the images of the model's own test split (by image_id)")

@@ -1,8 +1,9 @@
 """Read a HAM10000-layout folder (metadata CSV + images) and split it by lesion into train / validation / test.
 
-Reads: `HAM10000_metadata.csv` (or the one CSV with `image_id` and `dx` columns) and the images it names, found by
-image_id anywhere under the folder as .jpg/.jpeg/.png (so `images/`, Kaggle's `HAM10000_images_part_1/` + `_part_2/`
-and a flat folder all work). Optional: `newly_discovered_duplicates.csv`, pairs of images of one lesion filed under
+Reads: `HAM10000_metadata.csv` (or the one CSV with `image_id` and `dx` columns, or else the one ground-truth CSV of
+an ISIC challenge: `image` and a 0/1 column per diagnosis) and the images it names, found by image_id anywhere under
+the folder as .jpg/.jpeg/.png (so `images/`, Kaggle's `HAM10000_images_part_1/` + `_part_2/` and a flat folder all
+work). Optional: `newly_discovered_duplicates.csv`, pairs of images of one lesion filed under
 two lesion_ids, merged into one group so that no lesion straddles two splits. Lesion bounding boxes (`top`, `bottom`,
 `left`, `right` in pixels of the image files, as in `HAM10000_metadata_ext.csv`) are read only for a recipe that
 crops around the lesion (`load_lesion_boxes`).
@@ -26,6 +27,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 REQUIRED_COLUMNS = ("image_id", "dx")
 BOX_COLUMNS = ("top", "bottom", "left", "right")
 SPLITS = ("train", "val", "test")
+# The ISIC challenges' ground truth: `image` and one 0/1 column per diagnosis. ISIC 2018 Task 3 has these 7 (AKIEC);
+# ISIC 2019 names akiec AK and adds SCC (squamous cell carcinoma) and UNK, no classes of this model.
+ONE_HOT_IMAGE = "image"
+ONE_HOT_CLASSES = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "AK": "akiec", "BKL": "bkl", "DF": "df",
+                   "VASC": "vasc"}
+ONE_HOT_OTHERS = ("SCC", "UNK")
 
 
 @dataclass
@@ -80,12 +87,14 @@ def _find_metadata_csv(folder: Path) -> Path:
     preferred = folder / METADATA_NAME
     if preferred.is_file():
         return preferred
-    candidates = _csvs_with_columns(folder, REQUIRED_COLUMNS)
+    candidates = _csvs_with_columns(folder, REQUIRED_COLUMNS) or _csvs_with_columns(
+        folder, (ONE_HOT_IMAGE, "MEL", "NV", "BCC", "BKL", "DF", "VASC"))
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
         raise SkinLesionError(f"no metadata in {folder}: expected {METADATA_NAME} (or one CSV with the columns "
-                              f"{', '.join(REQUIRED_COLUMNS)}); is this the HAM10000 folder?")
+                              f"{', '.join(REQUIRED_COLUMNS)}, or an ISIC ground truth with {ONE_HOT_IMAGE} and a "
+                              f"0/1 column per diagnosis); is this the HAM10000 folder?")
     raise SkinLesionError(f"several metadata CSVs in {folder} ({', '.join(c.name for c in candidates)}); "
                           f"name the one to use {METADATA_NAME}")
 
@@ -114,10 +123,37 @@ def _merge_duplicate_lesions(df: pd.DataFrame, duplicates_csv: Path) -> pd.Serie
     return df["lesion_id"].map(root)
 
 
+def _from_one_hot(df: pd.DataFrame, csv: Path) -> pd.DataFrame:
+    """image_id and dx from an ISIC ground truth (`image` and a 0/1 column per diagnosis). Rows of a diagnosis that
+    is no class of this model (SCC, UNK) are left out, with a warning that says how many. Lesion ids come from a CSV
+    beside it with the columns image and lesion_id, where there is one (ISIC 2019's metadata)."""
+    columns = [c for c in df.columns if c.strip().upper() in ONE_HOT_CLASSES or c.strip().upper() in ONE_HOT_OTHERS]
+    values = df[columns].apply(pd.to_numeric, errors="coerce")
+    chosen = values.eq(1)
+    bad = values.isna().any(axis=1) | ~values.isin([0, 1]).all(axis=1) | (chosen.sum(axis=1) != 1)
+    if bad.any():
+        raise SkinLesionError(f"{csv.name}: {int(bad.sum())} row(s) without exactly one diagnosis column at 1 and the "
+                              f"others at 0, e.g. {df[ONE_HOT_IMAGE][bad].iloc[0]}")
+    diagnosis = chosen.idxmax(axis=1).str.strip().str.upper()
+    other = ~diagnosis.isin(list(ONE_HOT_CLASSES))
+    if other.any():
+        log.warning("%s: left out %d image(s) of %s, no class of this model", csv.name, int(other.sum()),
+                    ", ".join(sorted(set(diagnosis[other]))))
+    frame = pd.DataFrame({ONE_HOT_IMAGE: df[ONE_HOT_IMAGE][~other], "dx": diagnosis[~other].map(ONE_HOT_CLASSES)})
+    # ISIC 2019 gives the lesion ids in a metadata CSV of their own (image, lesion_id, age_approx, ...)
+    lesion_csvs = _csvs_with_columns(csv.parent, (ONE_HOT_IMAGE, "lesion_id"))
+    if lesion_csvs:
+        lesions = pd.read_csv(lesion_csvs[0], usecols=[ONE_HOT_IMAGE, "lesion_id"], dtype=str)
+        log.info("lesion ids from %s", lesion_csvs[0].name)
+        frame = frame.merge(lesions.drop_duplicates(ONE_HOT_IMAGE), on=ONE_HOT_IMAGE, how="left")
+    return frame.rename(columns={ONE_HOT_IMAGE: "image_id"})
+
+
 def load_metadata(folder: Path) -> pd.DataFrame:
     """The dataset's images: image_id, dx, label (index in CODES), group (lesion, duplicates merged), path.
 
     Raises SkinLesionError for a wrong folder, a missing column, an unknown dx, or an image that is not there.
+    An ISIC ground truth (no lesion_id) makes each image its own lesion.
     """
     folder = Path(folder)
     csv = _find_metadata_csv(folder)
@@ -125,6 +161,8 @@ def load_metadata(folder: Path) -> pd.DataFrame:
         df = pd.read_csv(csv, dtype=str)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise SkinLesionError(f"{csv} is not a readable CSV: {err}") from None
+    if "dx" not in df.columns and ONE_HOT_IMAGE in df.columns:
+        df = _from_one_hot(df, csv)
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise SkinLesionError(f"{csv} lacks the column(s) {', '.join(missing)}; it has {', '.join(df.columns)}")

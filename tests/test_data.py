@@ -91,6 +91,46 @@ def test_missing_image_is_named(ham_dir, tmp_path):
         load_metadata(folder)
 
 
+def _isic_ground_truth(ham_dir: Path, folder: Path, columns: list[str]) -> pd.DataFrame:
+    """A folder of HAM10000 photos whose labels are an ISIC challenge ground truth: `image` and a 0/1 column each."""
+    metadata = pd.read_csv(make_subset(ham_dir, folder, per_class=2) / "HAM10000_metadata.csv")
+    (folder / "HAM10000_metadata.csv").unlink()
+    isic = {"akiec": columns[3]} | {code: code.upper() for code in ("mel", "nv", "bcc", "bkl", "df", "vasc")}
+    truth = pd.DataFrame({"image": metadata["image_id"]})
+    for column in columns:
+        truth[column] = [float(isic[dx] == column) for dx in metadata["dx"]]
+    return truth
+
+
+def test_isic_2018_ground_truth_is_read(ham_dir, tmp_path):
+    truth = _isic_ground_truth(ham_dir, tmp_path / "d", ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"])
+    truth.to_csv(tmp_path / "d" / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
+    loaded = load_metadata(tmp_path / "d")
+    metadata = pd.read_csv(ham_dir / "HAM10000_metadata.csv").set_index("image_id")
+    assert list(loaded["dx"]) == list(metadata.loc[truth["image"], "dx"]) and set(loaded["dx"]) == set(CODES)
+    assert (loaded["group"] == loaded["image_id"]).all()  # no lesion ids: each image its own lesion
+
+
+def test_isic_2019_ground_truth_leaves_out_classes_the_model_lacks(ham_dir, tmp_path, caplog):
+    folder = tmp_path / "d"
+    truth = _isic_ground_truth(ham_dir, folder, ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"])
+    truth.loc[0, ["AK", "BCC", "MEL", "NV", "BKL", "DF", "VASC"]] = 0.0
+    truth.loc[0, "SCC"] = 1.0
+    truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
+    lesions = pd.DataFrame({"image": truth["image"], "lesion_id": [f"L{i // 2}" for i in range(len(truth))],
+                            "age_approx": 50})
+    lesions.to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
+    loaded = load_metadata(folder)
+    assert list(loaded["image_id"]) == list(truth["image"][1:]) and "akiec" in set(loaded["dx"])
+    assert "left out 1 image(s) of SCC" in caplog.text
+    assert list(loaded["group"]) == list(lesions["lesion_id"][1:])  # the lesion ids of the metadata CSV
+
+    truth.loc[1, "NV"] = 1.0  # a second diagnosis for an image
+    truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
+    with pytest.raises(SkinLesionError, match="1 row.*without exactly one diagnosis column at 1"):
+        load_metadata(folder)
+
+
 def test_metadata_without_lesion_id_uses_images(ham_dir, tmp_path):
     folder = make_subset(ham_dir, tmp_path / "d", per_class=2)
     csv = folder / "HAM10000_metadata.csv"
