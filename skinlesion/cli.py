@@ -2,7 +2,7 @@
 
     python build.py [--retrain --data DIR] [--serve]     build dist/ from model/ (retrain first if asked)
     python build.py predict PATH [PATH ...] [--out FILE]  CSV of class probabilities
-    python build.py evaluate --data DIR                  metrics of the shipped model on a HAM10000-layout folder
+    python build.py evaluate --data DIR                  metrics of the shipped model on a HAM10000 or ISIC folder
     python build.py export                               convert model/ to TF.js again (after the export changed)
 """
 
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     predict.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: model/)")
+    predict.add_argument("--isic", action="store_true", help="columns as an ISIC 2018 Task 3 submission: image, MEL, "
+                         "NV, BCC, AKIEC, BKL, DF, VASC")
 
     evaluate = commands.add_parser("evaluate", help="metrics of the model on a HAM10000-layout folder")
     evaluate.add_argument("--data", type=Path, required=True,
@@ -112,7 +114,7 @@ def _build(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from .classes import CODES
-    from .data import IMAGE_SUFFIXES
+    from .data import IMAGE_SUFFIXES, ISIC_2018_COLUMNS, ONE_HOT_CLASSES
     from .model import load_network, predict, preprocess, read_image
 
     files: list[Path] = []
@@ -132,7 +134,9 @@ def _predict(args: argparse.Namespace) -> int:
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
         writer = csv.writer(out)
-        writer.writerow(["image", *CODES])
+        columns = ISIC_2018_COLUMNS if args.isic else CODES
+        order = [CODES.index(ONE_HOT_CLASSES.get(column, column)) for column in columns]
+        writer.writerow(["image", *columns])
         for path in files:
             try:
                 inputs = preprocess(read_image(path), network.config)[None]
@@ -141,7 +145,7 @@ def _predict(args: argparse.Namespace) -> int:
                 failures += 1
                 continue
             probabilities = predict(network, inputs)[0]
-            writer.writerow([path.stem, *(f"{p:.6f}" for p in probabilities)])
+            writer.writerow([path.stem, *(f"{probabilities[i]:.6f}" for i in order)])
     finally:
         if args.out:
             out.close()

@@ -33,6 +33,7 @@ ONE_HOT_IMAGE = "image"
 ONE_HOT_CLASSES = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "AK": "akiec", "BKL": "bkl", "DF": "df",
                    "VASC": "vasc"}
 ONE_HOT_OTHERS = ("SCC", "UNK")
+ISIC_2018_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")  # a Task 3 submission's order
 
 
 @dataclass

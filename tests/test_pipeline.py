@@ -88,6 +88,13 @@ def test_predict_all_good_exits_zero(tiny_model, tiny_ham, capsys):
     assert cli.main(["predict", str(image), "--model", str(tiny_model)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("image,akiec") and lines[1].startswith(image.stem + ",")
+    # --isic: the same probabilities, in the columns of an ISIC 2018 Task 3 submission
+    assert cli.main(["predict", str(image), "--model", str(tiny_model), "--isic"]) == 0
+    isic = capsys.readouterr().out.splitlines()
+    assert isic[0] == "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"
+    ours, theirs = dict(zip(lines[0].split(","), lines[1].split(","))), dict(zip(isic[0].split(","), isic[1].split(",")))
+    assert {column.lower(): value for column, value in theirs.items() if column != "image"} == \
+        {code: value for code, value in ours.items() if code != "image"}
 
 
 def test_evaluate_prints_metrics_and_warns_about_seen_images(tiny_model, tiny_ham, capsys):
