@@ -639,6 +639,15 @@ def test_360px_layout_has_no_sideways_scroll(browser, site_url, photos, tmp_path
         context.close()
 
 
+def test_model_card_tables_fit_a_desktop_page_without_scrolling(page, site_url):
+    # page: 1280 px wide. A table wider than its box hides its last column behind a scroll bar
+    page.goto(site_url + "model-card.html")
+    overflowing = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')]
+        .filter(wrap => wrap.scrollWidth > wrap.clientWidth).map(wrap => wrap.querySelector('table').id)""")
+    assert page.locator(".table-wrap table.subgroups").count() >= 4
+    assert not overflowing, f"tables wider than the page: {overflowing}"
+
+
 # ---------------------------------------------------------------- the reserved places for the model's analysis
 
 
