@@ -14,6 +14,7 @@ import datetime
 import logging
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from . import SkinLesionError, log
@@ -130,6 +131,11 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             print(f"error: {path}: no such file or folder", file=sys.stderr)
             failures += 1
+    stems = Counter(path.stem for path in files)
+    for stem in sorted(stem for stem, n in stems.items() if n > 1):
+        print(f"warning: {stems[stem]} files are named {stem} ("
+              f"{', '.join(str(p) for p in files if p.stem == stem)}); their rows share that image name",
+              file=sys.stderr)
     network = load_network(args.model)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:

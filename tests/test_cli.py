@@ -37,3 +37,16 @@ def test_predict_missing_path(capsys, tmp_path):
     from conftest import SHIPPED_MODEL
     assert cli.main(["predict", str(tmp_path / "ghost.jpg"), "--model", str(SHIPPED_MODEL)]) == 1
     assert "ghost.jpg: no such file or folder" in capsys.readouterr().err
+
+
+def test_predict_warns_when_two_files_share_the_image_name(capsys, tmp_path, ham_dir):
+    import shutil
+
+    from conftest import SHIPPED_MODEL
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(ham_dir / "images" / "ISIC_0024306.jpg", tmp_path / folder / "spot.jpg")
+    assert cli.main(["predict", str(tmp_path), "--model", str(SHIPPED_MODEL)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: 2 files are named spot" in captured.err
+    assert [line.split(",")[0] for line in captured.out.splitlines()] == ["image", "spot", "spot"]
