@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--isic", action="store_true", help="columns as an ISIC 2018 Task 3 submission: image, MEL, "
                          "NV, BCC, AKIEC, BKL, DF, VASC")
 
-    evaluate = commands.add_parser("evaluate", help="metrics of the model on a HAM10000-layout folder")
+    evaluate = commands.add_parser("evaluate", help="metrics of the model on a HAM10000-layout folder or an ISIC "
+                                   "challenge's ground truth")
     evaluate.add_argument("--data", type=Path, required=True,
                           help="folder with a metadata CSV (image_id, dx) or an ISIC ground truth (image, MEL, NV, "
                                "...) and the images anywhere below it")

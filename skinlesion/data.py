@@ -3,10 +3,10 @@
 Reads: `HAM10000_metadata.csv` (or the one CSV with `image_id` and `dx` columns, or else the one ground-truth CSV of
 an ISIC challenge: `image` and a 0/1 column per diagnosis) and the images it names, found by image_id anywhere under
 the folder as .jpg/.jpeg/.png (so `images/`, Kaggle's `HAM10000_images_part_1/` + `_part_2/` and a flat folder all
-work). Optional: `newly_discovered_duplicates.csv`, pairs of images of one lesion filed under
-two lesion_ids, merged into one group so that no lesion straddles two splits. Lesion bounding boxes (`top`, `bottom`,
-`left`, `right` in pixels of the image files, as in `HAM10000_metadata_ext.csv`) are read only for a recipe that
-crops around the lesion (`load_lesion_boxes`).
+work). Optional: `newly_discovered_duplicates.csv`, pairs of images of one lesion filed under two lesion_ids, merged
+into one group so that no lesion straddles two splits. Lesion bounding boxes (`top`, `bottom`, `left`, `right` in
+pixels of the image files, as in `HAM10000_metadata_ext.csv`) are read only for a recipe that crops around the
+lesion (`load_lesion_boxes`).
 """
 
 from __future__ import annotations
