@@ -27,7 +27,8 @@ class LayerRateDecay:
     """Optimizer mixin for layer-wise learning-rate decay: a variable of backbone block b learns at the rate times
     `layer_decay` ** (top - b), top being the highest block among the variables it trains (its number read from the
     variable's path, e.g. conv_pw_7/kernel); all others (the classifier, V2's Conv_1) at the full rate. The lower
-    blocks hold more general features, so they move less. 1 = one rate for all (the steps are then unchanged)."""
+    blocks hold more general features, so they move less (> 1 moves them more). 1 = one rate for all (the steps are
+    then unchanged)."""
 
     def __init__(self, *args, layer_decay: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,8 +74,9 @@ class TrainConfig:
     fine_tune_learning_rate: float = 5e-5
     fine_tune_warmup_epochs: int = 0  # linear learning-rate warm-up at the start of fine-tuning; 0 = none
     fine_tune_optimizer: str = "adam"  # "adam", or "sgd" (momentum 0.9: steps scale with the gradient)
-    # < 1: layer-wise learning-rate decay while fine-tuning: each backbone block learns at this factor of the rate of
-    # the block above it (the top block and the classifier at fine_tune_learning_rate; `LayerRateDecay`); 1 = off
+    # Layer-wise learning rates while fine-tuning: each backbone block learns at this factor of the rate of the block
+    # above it (the top block and the classifier at fine_tune_learning_rate; `LayerRateDecay`). < 1 is the usual
+    # decay (lower blocks slower; e35), > 1 the reverse; 1 = off
     fine_tune_layer_decay: float = 1.0
     # > 0: validate, checkpoint and keep an exponential moving average of the fine-tuned weights (this momentum per
     # step) instead of the weights themselves; it smooths the noisy steps of small-batch training
@@ -148,8 +150,8 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: fine_tune_schedule must be one of {', '.join(LEARNING_RATE_SCHEDULES)}")
         if raw.get("class_weighting", cls.class_weighting) not in CLASS_WEIGHTINGS:
             raise SkinLesionError(f"{path}: class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
-        if not 0 < raw.get("fine_tune_layer_decay", 1) <= 1:
-            raise SkinLesionError(f"{path}: fine_tune_layer_decay must be above 0 and at most 1 (off)")
+        if not 0 < raw.get("fine_tune_layer_decay", 1) <= 2:
+            raise SkinLesionError(f"{path}: fine_tune_layer_decay must be a factor above 0 and at most 2 (1 = off)")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if not 0 <= raw.get("lesion_crop", 0) <= 1:

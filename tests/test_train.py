@@ -121,17 +121,21 @@ def test_layer_decay_slows_each_block_below_the_top_block_by_its_factor(name):
     names = ["conv_dw_5", "conv_pw_5", "block_6_expand", "conv_pw_7", "logits"]
     steps = _one_step(OPTIMIZERS[name](0.1, layer_decay=0.5), names)
     np.testing.assert_allclose([steps[n] for n in names], [0.1 / 4, 0.1 / 4, 0.1 / 2, 0.1, 0.1], rtol=1e-4)
+    steps = _one_step(OPTIMIZERS[name](0.1, layer_decay=1.5), names)  # the reverse: lower blocks faster
+    np.testing.assert_allclose([steps[n] for n in names], [0.225, 0.225, 0.15, 0.1, 0.1], rtol=1e-4)
     # 1, the default, is off: the same steps as Keras's own optimizer
     plain = keras.optimizers.Adam(0.1) if name == "adam" else keras.optimizers.SGD(0.1, momentum=0.9)
     assert _one_step(OPTIMIZERS[name](0.1), names) == _one_step(plain, names)
 
 
-@pytest.mark.parametrize("decay", [0, -0.5, 1.5])
-def test_layer_decay_must_be_a_factor_up_to_1(tmp_path, decay):
+@pytest.mark.parametrize("decay", [0, -0.5, 2.5])
+def test_layer_decay_must_be_a_factor_up_to_2(tmp_path, decay):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"fine_tune_layer_decay": decay}))
-    with pytest.raises(SkinLesionError, match="fine_tune_layer_decay must be above 0 and at most 1"):
+    with pytest.raises(SkinLesionError, match="fine_tune_layer_decay must be a factor above 0 and at most 2"):
         TrainConfig.load(path)
+    path.write_text(json.dumps({"fine_tune_layer_decay": 1.1}))
+    assert TrainConfig.load(path).fine_tune_layer_decay == 1.1
 
 
 def test_mixup_mixes_features_labels_and_weights_alike():
