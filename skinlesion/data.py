@@ -30,10 +30,10 @@ SPLITS = ("train", "val", "test")
 # The ISIC challenges' ground truth: `image` and one 0/1 column per diagnosis. ISIC 2018 Task 3 has these 7 (AKIEC);
 # ISIC 2019 names akiec AK and adds SCC (squamous cell carcinoma) and UNK, no classes of this model.
 ONE_HOT_IMAGE = "image"
-ONE_HOT_CLASSES = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "AK": "akiec", "BKL": "bkl", "DF": "df",
-                   "VASC": "vasc"}
+ISIC_2018_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")  # also a Task 3 submission's order
+ONE_HOT_CLASSES = {column: column.lower() for column in ISIC_2018_COLUMNS} | {"AK": "akiec"}  # column -> class code
 ONE_HOT_OTHERS = ("SCC", "UNK")
-ISIC_2018_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")  # a Task 3 submission's order
+ONE_HOT_SIGNATURE = (ONE_HOT_IMAGE, *(c for c in ISIC_2018_COLUMNS if c != "AKIEC"))  # what both years' files have
 
 
 @dataclass
@@ -88,8 +88,7 @@ def _find_metadata_csv(folder: Path) -> Path:
     preferred = folder / METADATA_NAME
     if preferred.is_file():
         return preferred
-    candidates = _csvs_with_columns(folder, REQUIRED_COLUMNS) or _csvs_with_columns(
-        folder, (ONE_HOT_IMAGE, "MEL", "NV", "BCC", "BKL", "DF", "VASC"))
+    candidates = _csvs_with_columns(folder, REQUIRED_COLUMNS) or _csvs_with_columns(folder, ONE_HOT_SIGNATURE)
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
@@ -128,14 +127,13 @@ def _from_one_hot(df: pd.DataFrame, csv: Path) -> pd.DataFrame:
     """image_id and dx from an ISIC ground truth (`image` and a 0/1 column per diagnosis). Rows of a diagnosis that
     is no class of this model (SCC, UNK) are left out, with a warning that says how many. Lesion ids come from a CSV
     beside it with the columns image and lesion_id, where there is one (ISIC 2019's metadata)."""
-    columns = [c for c in df.columns if c.strip().upper() in ONE_HOT_CLASSES or c.strip().upper() in ONE_HOT_OTHERS]
-    values = df[columns].apply(pd.to_numeric, errors="coerce")
-    chosen = values.eq(1)
-    bad = values.isna().any(axis=1) | ~values.isin([0, 1]).all(axis=1) | (chosen.sum(axis=1) != 1)
+    columns = [c for c in df.columns if c in ONE_HOT_CLASSES or c in ONE_HOT_OTHERS]
+    values = df[columns].apply(pd.to_numeric, errors="coerce")  # text (and empty cells) -> NaN, not 0 or 1
+    bad = ~values.isin([0, 1]).all(axis=1) | (values.eq(1).sum(axis=1) != 1)
     if bad.any():
         raise SkinLesionError(f"{csv.name}: {int(bad.sum())} row(s) without exactly one diagnosis column at 1 and the "
                               f"others at 0, e.g. {df[ONE_HOT_IMAGE][bad].iloc[0]}")
-    diagnosis = chosen.idxmax(axis=1).str.strip().str.upper()
+    diagnosis = values.eq(1).idxmax(axis=1)
     other = ~diagnosis.isin(list(ONE_HOT_CLASSES))
     if other.any():
         log.warning("%s: left out %d image(s) of %s, no class of this model", csv.name, int(other.sum()),

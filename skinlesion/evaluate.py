@@ -135,10 +135,10 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, mel_threshold: float 
     per_class = {}
     for i, code in enumerate(CODES):
         present = (labels == i).any() and not (labels == i).all()
-        defined = support[i] > 0 and (predicted == i).any()
-        per_class[code] = {"precision": float(precision[i]) if (predicted == i).any() else None,
-                           "recall": float(recall[i]) if support[i] else None,
-                           "f1": float(f1[i]) if defined else None, "support": int(support[i]),
+        has_images, ever_predicted = support[i] > 0, (predicted == i).any()
+        per_class[code] = {"precision": float(precision[i]) if ever_predicted else None,
+                           "recall": float(recall[i]) if has_images else None,
+                           "f1": float(f1[i]) if has_images and ever_predicted else None, "support": int(support[i]),
                            "roc_auc": float(roc_auc_score(labels == i, probabilities[:, i])) if present else None}
     aucs = [c["roc_auc"] for c in per_class.values() if c["roc_auc"] is not None]
     is_mel = labels == MEL
@@ -212,7 +212,7 @@ def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, lesions: 
 
 
 def report_intervals(probabilities: np.ndarray, labels: np.ndarray, lesions: np.ndarray, seed: int,
-                   mel_threshold: float | None) -> dict:
+                     mel_threshold: float | None) -> dict:
     """The keys a report's test figures carry for their intervals: `bootstrap_95` and what it resampled."""
     intervals = bootstrap_intervals(probabilities, labels, lesions, seed=seed, mel_threshold=mel_threshold)
     return {"bootstrap_95": intervals, "bootstrap_resampled": BOOTSTRAP_RESAMPLED}

@@ -91,11 +91,12 @@ def test_missing_image_is_named(ham_dir, tmp_path):
         load_metadata(folder)
 
 
-def _isic_ground_truth(ham_dir: Path, folder: Path, columns: list[str]) -> pd.DataFrame:
-    """A folder of HAM10000 photos whose labels are an ISIC challenge ground truth: `image` and a 0/1 column each."""
+def _isic_ground_truth(ham_dir: Path, folder: Path, columns: list[str], akiec: str) -> pd.DataFrame:
+    """A folder of HAM10000 photos whose labels are an ISIC challenge ground truth: `image` and a 0/1 column each
+    (akiec's column named `akiec`, the others as their codes in capitals)."""
     metadata = pd.read_csv(make_subset(ham_dir, folder, per_class=2) / "HAM10000_metadata.csv")
     (folder / "HAM10000_metadata.csv").unlink()
-    isic = {"akiec": columns[3]} | {code: code.upper() for code in ("mel", "nv", "bcc", "bkl", "df", "vasc")}
+    isic = {"akiec": akiec} | {code: code.upper() for code in ("mel", "nv", "bcc", "bkl", "df", "vasc")}
     truth = pd.DataFrame({"image": metadata["image_id"]})
     for column in columns:
         truth[column] = [float(isic[dx] == column) for dx in metadata["dx"]]
@@ -103,7 +104,8 @@ def _isic_ground_truth(ham_dir: Path, folder: Path, columns: list[str]) -> pd.Da
 
 
 def test_isic_2018_ground_truth_is_read(ham_dir, tmp_path):
-    truth = _isic_ground_truth(ham_dir, tmp_path / "d", ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"])
+    truth = _isic_ground_truth(ham_dir, tmp_path / "d", ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"],
+                               "AKIEC")
     truth.to_csv(tmp_path / "d" / "ISIC2018_Task3_Test_GroundTruth.csv", index=False)
     loaded = load_metadata(tmp_path / "d")
     metadata = pd.read_csv(ham_dir / "HAM10000_metadata.csv").set_index("image_id")
@@ -113,7 +115,7 @@ def test_isic_2018_ground_truth_is_read(ham_dir, tmp_path):
 
 def test_isic_2019_ground_truth_leaves_out_classes_the_model_lacks(ham_dir, tmp_path, caplog):
     folder = tmp_path / "d"
-    truth = _isic_ground_truth(ham_dir, folder, ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"])
+    truth = _isic_ground_truth(ham_dir, folder, ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"], "AK")
     truth.loc[0, ["AK", "BCC", "MEL", "NV", "BKL", "DF", "VASC"]] = 0.0
     truth.loc[0, "SCC"] = 1.0
     truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
