@@ -144,9 +144,10 @@ class ValidationScores(keras.callbacks.Callback):
 def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: np.ndarray, val_labels: np.ndarray,
                epochs: int, learning_rate: float, config: TrainConfig, run_dir: Path, warmup_epochs: int = 0,
                optimizer: str = "adam", ema: float = 0.0, schedule_monitor: str = "val_balanced_accuracy",
-               rate_schedule: str = "plateau", layer_decay: float = 1.0) -> dict:
+               rate_schedule: str = "plateau", layer_decay: float = 1.0, anchor_decay: float = 0.0) -> dict:
     """One training phase; leaves the best-on-validation weights (or their moving average, `ema` > 0) in `model`.
-    `layer_decay` < 1 slows the lower backbone blocks (recipe.LayerRateDecay).
+    `layer_decay` < 1 slows the lower backbone blocks (recipe.LayerRateDecay); `anchor_decay` > 0 pulls the backbone
+    back towards the weights it starts the phase with (recipe.AnchorDecay).
 
     The checkpoint keeps the best val balanced accuracy; EarlyStopping watches `schedule_monitor` (val_balanced_accuracy
     or val_loss), and so does ReduceLROnPlateau with `rate_schedule` "plateau"; with "cosine" the rate falls from
@@ -168,7 +169,7 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
             0.0 if warmup_epochs else learning_rate, (epochs - warmup_epochs) * len(train), alpha=0.0,
             warmup_target=learning_rate if warmup_epochs else None, warmup_steps=warmup_epochs * len(train))
     model.compile(
-        optimizer=OPTIMIZERS[optimizer](rate, layer_decay=layer_decay,
+        optimizer=OPTIMIZERS[optimizer](rate, layer_decay=layer_decay, anchor_decay=anchor_decay,
                                         **({"use_ema": True, "ema_momentum": ema} if ema else {})),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
@@ -263,5 +264,5 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
                                      config.fine_tune_learning_rate, config, run_dir,
                                      config.fine_tune_warmup_epochs, config.fine_tune_optimizer, config.fine_tune_ema,
                                      config.fine_tune_monitor, config.fine_tune_schedule,
-                                     config.fine_tune_layer_decay)
+                                     config.fine_tune_layer_decay, config.fine_tune_anchor_decay)
     return stages

@@ -128,6 +128,60 @@ def test_layer_decay_slows_each_block_below_the_top_block_by_its_factor(name):
     assert _one_step(OPTIMIZERS[name](0.1), names) == _one_step(plain, names)
 
 
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_anchor_decay_pulls_backbone_weights_back_towards_where_they_started(name):
+    names = ["conv_pw_5", "block_6_expand", "logits"]
+    layers = [keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name=n) for n in names]
+    for layer in layers:
+        layer.build((None, 1))
+    variables = [layer.kernel for layer in layers]
+    optimizer = OPTIMIZERS[name](0.1, anchor_decay=2.0)
+    optimizer.build(variables)  # the anchors: the weights now, 0
+    for v in variables:
+        v.assign(np.ones((1, 1), np.float32))
+    optimizer.apply_gradients([(np.zeros((1, 1), np.float32), v) for v in variables])  # no gradient: the pull only
+    moved = [float(np.asarray(v.numpy()).item()) for v in variables]
+    # the blocks 1 - 0.1 * 2 of the way back to 0; the classifier, not pretrained, is left where it is
+    np.testing.assert_allclose(moved, [0.8, 0.8, 1.0], rtol=1e-6)
+
+
+def test_anchor_decay_keeps_its_anchors_when_a_run_resumes(tmp_path):
+    """BackupAndRestore builds the optimizer from the weights as they stand and then loads the checkpoint: the anchors
+    must come back as the start, not as the weights at the interruption."""
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    def fit(backup: Path, callbacks: list) -> np.ndarray:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))  # functional: the variable paths then start with the block's name, as MobileNet's
+        model = keras.Model(inputs, keras.layers.Dense(3, name="conv_pw_13", activation="softmax")(inputs))
+        model.compile(OPTIMIZERS["sgd"](0.05, anchor_decay=5.0), "sparse_categorical_crossentropy")
+        model.fit(features, labels, epochs=4, batch_size=10, shuffle=False, verbose=0,
+                  callbacks=[keras.callbacks.BackupAndRestore(backup), *callbacks])
+        assert all(anchor is not None for anchor in model.optimizer.anchors)  # the pull acted on every variable
+        return model.get_weights()[0]
+
+    whole = fit(tmp_path / "whole", [])
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "resumed", [Interrupt()])
+    np.testing.assert_allclose(fit(tmp_path / "resumed", []), whole, rtol=1e-5)
+
+
+@pytest.mark.parametrize("decay", [-1, 1001, "10", True])
+def test_anchor_decay_must_be_a_number_from_0_to_1000(tmp_path, decay):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"fine_tune_anchor_decay": decay}))
+    with pytest.raises(SkinLesionError, match="fine_tune_anchor_decay must be a number from 0"):
+        TrainConfig.load(path)
+    path.write_text(json.dumps({"fine_tune_anchor_decay": 10}))
+    assert TrainConfig.load(path).fine_tune_anchor_decay == 10
+
+
 @pytest.mark.parametrize("decay", [0, -0.5, 2.5])
 def test_layer_decay_must_be_a_factor_up_to_2(tmp_path, decay):
     path = tmp_path / "config.json"
