@@ -63,8 +63,10 @@ class AnchorDecay:
         if self.anchor_decay:
             for i, variable in enumerate(variables):
                 if BLOCK_NUMBER.match(variable.path):
-                    self.anchors[i] = self.add_variable_from_reference(variable, "anchor")
-                    self.anchors[i].assign(variable)
+                    # The value as an initializer, not an assign after creation: inside fit(), Keras defers the
+                    # initialization of the optimizer's variables, which would overwrite an assigned anchor with 0
+                    self.anchors[i] = self.add_variable_from_reference(
+                        variable, "anchor", initializer=lambda shape, dtype, start=variable: keras.ops.copy(start))
 
     def update_step(self, gradient, variable, learning_rate):
         anchor = self.anchors[self._get_variable_index(variable)]

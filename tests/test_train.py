@@ -145,9 +145,10 @@ def test_anchor_decay_pulls_backbone_weights_back_towards_where_they_started(nam
     np.testing.assert_allclose(moved, [0.8, 0.8, 1.0], rtol=1e-6)
 
 
-def test_anchor_decay_keeps_its_anchors_when_a_run_resumes(tmp_path):
-    """BackupAndRestore builds the optimizer from the weights as they stand and then loads the checkpoint: the anchors
-    must come back as the start, not as the weights at the interruption."""
+def test_anchor_decay_anchors_at_the_start_in_fit_and_when_a_run_resumes(tmp_path):
+    """Inside fit() Keras initializes the optimizer's variables late (an anchor assigned after its creation read 0);
+    BackupAndRestore builds the optimizer from the weights as they stand and then loads the checkpoint: the anchors
+    must be the start, not 0 nor the weights at the interruption."""
     rng = np.random.default_rng(0)
     features, labels = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)
 
@@ -160,10 +161,14 @@ def test_anchor_decay_keeps_its_anchors_when_a_run_resumes(tmp_path):
         keras.utils.set_random_seed(0)
         inputs = keras.Input((4,))  # functional: the variable paths then start with the block's name, as MobileNet's
         model = keras.Model(inputs, keras.layers.Dense(3, name="conv_pw_13", activation="softmax")(inputs))
+        start = model.get_weights()
         model.compile(OPTIMIZERS["sgd"](0.05, anchor_decay=5.0), "sparse_categorical_crossentropy")
-        model.fit(features, labels, epochs=4, batch_size=10, shuffle=False, verbose=0,
-                  callbacks=[keras.callbacks.BackupAndRestore(backup), *callbacks])
-        assert all(anchor is not None for anchor in model.optimizer.anchors)  # the pull acted on every variable
+        try:
+            model.fit(features, labels, epochs=4, batch_size=10, shuffle=False, verbose=0,
+                      callbacks=[keras.callbacks.BackupAndRestore(backup), *callbacks])
+        finally:  # inside fit() too, and after a resume: the anchors are the weights the run started from
+            for anchor, weights in zip(model.optimizer.anchors, start, strict=True):
+                np.testing.assert_array_equal(anchor.numpy(), weights)
         return model.get_weights()[0]
 
     whole = fit(tmp_path / "whole", [])
