@@ -63,8 +63,9 @@ class AnchorDecay:
         if self.anchor_decay:
             for i, variable in enumerate(variables):
                 if BLOCK_NUMBER.match(variable.path):
-                    # The value as an initializer, not an assign after creation: inside fit(), Keras defers the
-                    # initialization of the optimizer's variables, which would overwrite an assigned anchor with 0
+                    # The value as an initializer, not an assign after creation: Keras (TensorFlow) builds the
+                    # optimizer while tracing fit()'s first step, where such an assign left the anchors at 0; an
+                    # initializer is lifted out of the trace and reads the weights as they are before that step
                     self.anchors[i] = self.add_variable_from_reference(
                         variable, "anchor", initializer=lambda shape, dtype, start=variable: keras.ops.copy(start))
 

@@ -146,7 +146,7 @@ def test_anchor_decay_pulls_backbone_weights_back_towards_where_they_started(nam
 
 
 def test_anchor_decay_anchors_at_the_start_in_fit_and_when_a_run_resumes(tmp_path):
-    """Inside fit() Keras initializes the optimizer's variables late (an anchor assigned after its creation read 0);
+    """Inside fit() Keras builds the optimizer while tracing the first step (an anchor assigned there read 0);
     BackupAndRestore builds the optimizer from the weights as they stand and then loads the checkpoint: the anchors
     must be the start, not 0 nor the weights at the interruption."""
     rng = np.random.default_rng(0)
