@@ -177,24 +177,16 @@ def test_anchor_decay_anchors_at_the_start_in_fit_and_when_a_run_resumes(tmp_pat
     np.testing.assert_allclose(fit(tmp_path / "resumed", []), whole, rtol=1e-5)
 
 
-@pytest.mark.parametrize("decay", [-1, 1001, "10", True])
-def test_anchor_decay_must_be_a_number_from_0_to_1000(tmp_path, decay):
+@pytest.mark.parametrize("setting, bad, message, good", [
+    *[("fine_tune_layer_decay", bad, "must be a factor above 0 and at most 2", 1.1) for bad in (0, -0.5, 2.5)],
+    *[("fine_tune_anchor_decay", bad, "must be a number from 0", 10) for bad in (-1, 1001, "10", True)]])
+def test_fine_tuning_factors_are_checked(tmp_path, setting, bad, message, good):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"fine_tune_anchor_decay": decay}))
-    with pytest.raises(SkinLesionError, match="fine_tune_anchor_decay must be a number from 0"):
+    path.write_text(json.dumps({setting: bad}))
+    with pytest.raises(SkinLesionError, match=f"{setting} {message}"):
         TrainConfig.load(path)
-    path.write_text(json.dumps({"fine_tune_anchor_decay": 10}))
-    assert TrainConfig.load(path).fine_tune_anchor_decay == 10
-
-
-@pytest.mark.parametrize("decay", [0, -0.5, 2.5])
-def test_layer_decay_must_be_a_factor_up_to_2(tmp_path, decay):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"fine_tune_layer_decay": decay}))
-    with pytest.raises(SkinLesionError, match="fine_tune_layer_decay must be a factor above 0 and at most 2"):
-        TrainConfig.load(path)
-    path.write_text(json.dumps({"fine_tune_layer_decay": 1.1}))
-    assert TrainConfig.load(path).fine_tune_layer_decay == 1.1
+    path.write_text(json.dumps({setting: good}))
+    assert getattr(TrainConfig.load(path), setting) == good
 
 
 def test_mixup_mixes_features_labels_and_weights_alike():
