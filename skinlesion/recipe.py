@@ -85,6 +85,35 @@ class SGD(AnchorDecay, LayerRateDecay, keras.optimizers.SGD):
     pass
 
 
+class LogitAdjustedCrossentropy(keras.losses.Loss):
+    """Cross-entropy with the logits shifted by `tau` * log(the training split's class shares) while training (Menon
+    et al., 2021, "Long-tail learning via logit adjustment"): the shift favours the common classes, so fitting a rare
+    class takes a larger logit of its own, and inference, which reads the unshifted probabilities, leans towards the
+    rare classes; unlike class weights, their samples do not weigh more in the gradient. On the model's
+    probabilities: p * share ** tau, renormalized (the softmax of the shifted logits)."""
+
+    def __init__(self, class_shares: np.ndarray, tau: float, label_smoothing: float = 0.0,
+                 name: str = "logit_adjusted_crossentropy"):
+        super().__init__(name=name)
+        self.factors = np.asarray(class_shares, np.float32) ** np.float32(tau)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        shifted = y_pred * self.factors
+        shifted = shifted / keras.ops.sum(shifted, axis=-1, keepdims=True)
+        return keras.losses.categorical_crossentropy(y_true, shifted, label_smoothing=self.label_smoothing)
+
+
+def training_loss(config: TrainConfig, labels: np.ndarray) -> keras.losses.Loss:
+    """The loss both phases fit: cross-entropy with the config's label smoothing, logit-adjusted by the class shares
+    of `labels` (the training split's) when `config.logit_adjustment` > 0."""
+    if not config.logit_adjustment:  # Keras's own loss, so that a retrain without it repeats the runs before it
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    shares = np.bincount(labels, minlength=len(CODES)) / len(labels)
+    return LogitAdjustedCrossentropy(np.maximum(shares, 1 / len(labels)), config.logit_adjustment,
+                                     config.label_smoothing)
+
+
 OPTIMIZERS = {"adam": Adam, "sgd": lambda rate, **options: SGD(rate, momentum=0.9, **options)}
 SCHEDULE_MONITORS = {"val_balanced_accuracy": "max", "val_loss": "min"}  # what the LR plateau may watch, and its mode
 LEARNING_RATE_SCHEDULES = ("plateau", "cosine")
@@ -131,6 +160,9 @@ class TrainConfig:
     # random place (Cutout on the features at the cut), a new one every time it is drawn; 0 = off
     feature_cutout: float = 0.0
     class_weight_power: float = 0.3  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
+    # > 0: logit adjustment (`LogitAdjustedCrossentropy`) by this power of the class shares, in both phases: another
+    # way to lean towards the rare classes than class_weight_power (1 aims at balanced accuracy); 0 = off
+    logit_adjustment: float = 0.0
     # class code -> factor on its weight; the shipped recipe (e18) doubles melanoma's, so fewer melanomas are missed
     class_weight_boost: dict = field(default_factory=lambda: {"mel": 2.0})
     # How the class weights act: "loss" (each sample's loss times its class's weight) or "sampling" (images drawn
@@ -192,6 +224,9 @@ class TrainConfig:
         if isinstance(anchor_decay, bool) or not isinstance(anchor_decay, (int, float)) \
                 or not 0 <= anchor_decay <= 1000:
             raise SkinLesionError(f"{path}: fine_tune_anchor_decay must be a number from 0 (off) to 1000")
+        adjustment = raw.get("logit_adjustment", 0)
+        if isinstance(adjustment, bool) or not isinstance(adjustment, (int, float)) or not 0 <= adjustment <= 2:
+            raise SkinLesionError(f"{path}: logit_adjustment must be a number from 0 (off) to 2")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")
         if not 0 <= raw.get("lesion_crop", 0) <= 1:

@@ -23,7 +23,8 @@ from . import SkinLesionError, log
 from .classes import CODES
 from .data import BOX_COLUMNS, Split, class_weights
 from .model import ModelConfig, Network, center_crop_box, keras, load_inputs, tf
-from .recipe import OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation, draw_hairs, lesion_crop_boxes
+from .recipe import (OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation, draw_hairs, lesion_crop_boxes,
+                     training_loss)
 from .views import CachedViews
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -171,7 +172,7 @@ def _fit_phase(name: str, model: keras.Model, train: CachedViews, val_features: 
     model.compile(
         optimizer=OPTIMIZERS[optimizer](rate, layer_decay=layer_decay, anchor_decay=anchor_decay,
                                         **({"use_ema": True, "ema_momentum": ema} if ema else {})),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        loss=training_loss(config, train.labels),
         metrics=["accuracy"],
     )
     callbacks = [

@@ -8,8 +8,8 @@ import pytest
 
 from skinlesion import SkinLesionError
 from skinlesion.model import ModelConfig, keras
-from skinlesion.recipe import (LESION_CROP_SMALLEST, OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation,
-                               lesion_crop_boxes)
+from skinlesion.recipe import (LESION_CROP_SMALLEST, OPTIMIZERS, SCHEDULE_MONITORS, LogitAdjustedCrossentropy,
+                               TrainConfig, augmentation, lesion_crop_boxes, training_loss)
 from skinlesion.train import LinearWarmUp, _fit_phase
 from skinlesion.views import CachedViews
 
@@ -179,7 +179,8 @@ def test_anchor_decay_anchors_at_the_start_in_fit_and_when_a_run_resumes(tmp_pat
 
 @pytest.mark.parametrize("setting, bad, message, good", [
     *[("fine_tune_layer_decay", bad, "must be a factor above 0 and at most 2", 1.1) for bad in (0, -0.5, 2.5)],
-    *[("fine_tune_anchor_decay", bad, "must be a number from 0", 10) for bad in (-1, 1001, "10", True)]])
+    *[("fine_tune_anchor_decay", bad, "must be a number from 0", 10) for bad in (-1, 1001, "10", True)],
+    *[("logit_adjustment", bad, "must be a number from 0", 0.5) for bad in (-0.5, 3, "1", False)]])
 def test_fine_tuning_factors_are_checked(tmp_path, setting, bad, message, good):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({setting: bad}))
@@ -187,6 +188,33 @@ def test_fine_tuning_factors_are_checked(tmp_path, setting, bad, message, good):
         TrainConfig.load(path)
     path.write_text(json.dumps({setting: good}))
     assert getattr(TrainConfig.load(path), setting) == good
+
+
+def test_logit_adjustment_is_cross_entropy_of_the_logits_shifted_by_the_log_class_shares():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 7)).astype(np.float32)
+    labels = keras.utils.to_categorical(rng.integers(0, 7, 5), 7)
+    shares = np.array([0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    shifted = logits + 0.5 * np.log(shares)
+    expected = -(labels * (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)))).sum(axis=1).mean()
+    loss = LogitAdjustedCrossentropy(shares, 0.5)
+    np.testing.assert_allclose(float(loss(labels, probabilities)), expected, rtol=1e-5)
+    # from a flat answer a rare class costs more than without the shift, a common one less: fitting a rare class
+    # takes a larger logit, which inference (without the shift) then reads
+    plain = keras.losses.CategoricalCrossentropy()
+    nv, df = np.eye(7, dtype=np.float32)[[5]], np.eye(7, dtype=np.float32)[[3]]
+    flat = np.full((1, 7), 1 / 7, np.float32)
+    assert float(loss(df, flat)) > float(plain(df, flat)) > float(loss(nv, flat))
+
+
+def test_training_loss_is_keras_own_without_logit_adjustment():
+    labels = np.array([0, 1, 1, 5, 5, 5, 5])
+    assert type(training_loss(TrainConfig(), labels)) is keras.losses.CategoricalCrossentropy
+    adjusted = training_loss(TrainConfig(logit_adjustment=1.0, label_smoothing=0.1), labels)
+    assert isinstance(adjusted, LogitAdjustedCrossentropy) and adjusted.label_smoothing == 0.1
+    # the shares of the labels given, a class without any counted as one image, so that its log stays finite
+    np.testing.assert_allclose(adjusted.factors, np.array([1, 2, 1, 1, 1, 4, 1]) / 7, rtol=1e-6)
 
 
 def test_mixup_mixes_features_labels_and_weights_alike():
