@@ -181,7 +181,7 @@ def test_anchor_decay_anchors_at_the_start_in_fit_and_when_a_run_resumes(tmp_pat
     *[("fine_tune_layer_decay", bad, "must be a factor above 0 and at most 2", 1.1) for bad in (0, -0.5, 2.5)],
     *[("fine_tune_anchor_decay", bad, "must be a number from 0", 10) for bad in (-1, 1001, "10", True)],
     *[("logit_adjustment", bad, "must be a number from 0", 0.5) for bad in (-0.5, 3, "1", False)]])
-def test_fine_tuning_factors_are_checked(tmp_path, setting, bad, message, good):
+def test_optimizer_and_loss_factors_are_checked(tmp_path, setting, bad, message, good):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({setting: bad}))
     with pytest.raises(SkinLesionError, match=f"{setting} {message}"):
