@@ -159,6 +159,9 @@ class TrainConfig:
     # > 0: while fine-tuning, each cached feature map gets a block of this share of its height and width zeroed at a
     # random place (Cutout on the features at the cut), a new one every time it is drawn; 0 = off
     feature_cutout: float = 0.0
+    # Share of the training split's lesions that training sees (drawn by seed, whole lesions); below 1 only to ask how
+    # much more data would help (a learning curve). The feature cache still holds all of them; 1 = all
+    train_share: float = 1.0
     class_weight_power: float = 0.3  # 1 = fully balanced loss, 0 = plain; between trades accuracy for balance
     # > 0: logit adjustment (`LogitAdjustedCrossentropy`) by this power of the class shares, in both phases: another
     # way to lean towards the rare classes than class_weight_power (1 aims at balanced accuracy); 0 = off
@@ -224,6 +227,8 @@ class TrainConfig:
         if isinstance(anchor_decay, bool) or not isinstance(anchor_decay, (int, float)) \
                 or not 0 <= anchor_decay <= 1000:
             raise SkinLesionError(f"{path}: fine_tune_anchor_decay must be a number from 0 (off) to 1000")
+        if isinstance(raw.get("train_share", 1), bool) or not 0 < raw.get("train_share", 1) <= 1:
+            raise SkinLesionError(f"{path}: train_share must be a share above 0 and at most 1 (all)")
         adjustment = raw.get("logit_adjustment", 0)
         if isinstance(adjustment, bool) or not isinstance(adjustment, (int, float)) or not 0 <= adjustment <= 2:
             raise SkinLesionError(f"{path}: logit_adjustment must be a number from 0 (off) to 2")

@@ -219,6 +219,13 @@ def _pooled(network: Network, features: np.ndarray, batch_size: int = 64) -> np.
                      for view in features])
 
 
+def lesion_subset(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Sorted row indices of a random `share` of the lesion groups (all photos of a drawn lesion together)."""
+    unique = np.unique(groups)
+    drawn = np.random.default_rng([seed, 2]).choice(unique, max(1, round(share * len(unique))), replace=False)
+    return np.flatnonzero(np.isin(groups, drawn))
+
+
 def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) -> dict:
     """Cache features, train the head, fine-tune the upper blocks; returns per-stage facts (times, best epochs).
 
@@ -242,8 +249,6 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
                                 "reused": reused_cache}
 
     train_labels, val_labels = split.train["label"].to_numpy(), split.val["label"].to_numpy()
-    weights = class_weights(train_labels, config.class_weight_power, config.class_weight_boost)
-    log.info("class weights: %s", {CODES[k]: round(v, 2) for k, v in weights.items()})
 
     started = time.perf_counter()
     network.set_top_trainable(backbone=False)
@@ -252,6 +257,19 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     pooled_val = _cached(run_dir / "pooled_val.npy",
                          lambda path: np.save(path, _pooled(network, val_features[None])[0]))
     stages["pool_features"] = {"wall_time_s": round(time.perf_counter() - started, 1)}
+
+    if config.train_share < 1:  # after the caches, which hold every training image; copied into memory
+        started = time.perf_counter()
+        kept = lesion_subset(split.train["group"].to_numpy(), config.train_share, config.seed)
+        train_features, pooled_train, train_labels = (np.take(train_features, kept, axis=1), pooled_train[:, kept],
+                                                      train_labels[kept])
+        stages["train_subset"] = {"share": config.train_share, "images": len(kept),
+                                  "lesions": int(split.train["group"].iloc[kept].nunique()),
+                                  "wall_time_s": round(time.perf_counter() - started, 1)}
+        log.info("training on %d of %d training images (train_share %s)", len(kept), len(split.train),
+                 config.train_share)
+    weights = class_weights(train_labels, config.class_weight_power, config.class_weight_boost)
+    log.info("class weights: %s", {CODES[k]: round(v, 2) for k, v in weights.items()})
 
     def batches(views: np.ndarray, cutout: float = 0.0) -> CachedViews:
         return CachedViews(views, train_labels, weights, config.batch_size, config.training_seed, config.mixup, cutout,

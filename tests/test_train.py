@@ -10,7 +10,7 @@ from skinlesion import SkinLesionError
 from skinlesion.model import ModelConfig, keras
 from skinlesion.recipe import (LESION_CROP_SMALLEST, OPTIMIZERS, SCHEDULE_MONITORS, LogitAdjustedCrossentropy,
                                TrainConfig, augmentation, lesion_crop_boxes, training_loss)
-from skinlesion.train import LinearWarmUp, _fit_phase
+from skinlesion.train import LinearWarmUp, _fit_phase, lesion_subset
 from skinlesion.views import CachedViews
 
 
@@ -180,7 +180,8 @@ def test_anchor_decay_anchors_at_the_start_in_fit_and_when_a_run_resumes(tmp_pat
 @pytest.mark.parametrize("setting, bad, message, good", [
     *[("fine_tune_layer_decay", bad, "must be a factor above 0 and at most 2", 1.1) for bad in (0, -0.5, 2.5)],
     *[("fine_tune_anchor_decay", bad, "must be a number from 0", 10) for bad in (-1, 1001, "10", True)],
-    *[("logit_adjustment", bad, "must be a number from 0", 0.5) for bad in (-0.5, 3, "1", False)]])
+    *[("logit_adjustment", bad, "must be a number from 0", 0.5) for bad in (-0.5, 3, "1", False)],
+    *[("train_share", bad, "must be a share above 0 and at most 1", 0.5) for bad in (0, 1.5, True)]])
 def test_optimizer_and_loss_factors_are_checked(tmp_path, setting, bad, message, good):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({setting: bad}))
@@ -215,6 +216,17 @@ def test_training_loss_is_keras_own_without_logit_adjustment():
     assert isinstance(adjusted, LogitAdjustedCrossentropy) and adjusted.label_smoothing == 0.1
     # the shares of the labels given, a class without any counted as one image, so that its log stays finite
     np.testing.assert_allclose(adjusted.factors, np.array([1, 2, 1, 1, 1, 4, 1]) / 7, rtol=1e-6)
+
+
+def test_lesion_subset_keeps_whole_lesions_a_seeded_share_of_them():
+    groups = np.repeat(np.arange(200), np.arange(200) % 3 + 1)  # 200 lesions of 1-3 photos
+    kept = lesion_subset(groups, 0.5, seed=42)
+    assert len(np.unique(groups[kept])) == 100
+    # every photo of a drawn lesion, none of the others
+    assert set(kept) == set(np.flatnonzero(np.isin(groups, groups[kept])))
+    assert np.all(np.diff(kept) > 0)
+    np.testing.assert_array_equal(lesion_subset(groups, 0.5, seed=42), kept)
+    assert not np.array_equal(lesion_subset(groups, 0.5, seed=1), kept)
 
 
 def test_mixup_mixes_features_labels_and_weights_alike():
