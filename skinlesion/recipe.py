@@ -213,6 +213,13 @@ class TrainConfig:
         if unknown:
             raise SkinLesionError(f"{path}: unknown setting(s) {', '.join(unknown)}; "
                                   f"valid: {', '.join(f.name for f in fields(cls))}")
+        for setting in fields(cls):  # numbers where the default is one (zoom, which may be a list, is checked below)
+            value, default = raw.get(setting.name), setting.default
+            if setting.name in raw and setting.name != "zoom" and type(default) in (int, float) and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))
+                    or (type(default) is int and not isinstance(value, int))):
+                kind = "a whole number" if type(default) is int else "a number"
+                raise SkinLesionError(f"{path}: {setting.name} must be {kind}, not {value!r}")
         if raw.get("fine_tune_optimizer", "adam") not in OPTIMIZERS:
             raise SkinLesionError(f"{path}: fine_tune_optimizer must be one of {', '.join(OPTIMIZERS)}")
         if raw.get("fine_tune_monitor", cls.fine_tune_monitor) not in SCHEDULE_MONITORS:
@@ -223,14 +230,11 @@ class TrainConfig:
             raise SkinLesionError(f"{path}: class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}")
         if not 0 < raw.get("fine_tune_layer_decay", 1) <= 2:
             raise SkinLesionError(f"{path}: fine_tune_layer_decay must be a factor above 0 and at most 2 (1 = off)")
-        anchor_decay = raw.get("fine_tune_anchor_decay", 0)
-        if isinstance(anchor_decay, bool) or not isinstance(anchor_decay, (int, float)) \
-                or not 0 <= anchor_decay <= 1000:
+        if not 0 <= raw.get("fine_tune_anchor_decay", 0) <= 1000:
             raise SkinLesionError(f"{path}: fine_tune_anchor_decay must be a number from 0 (off) to 1000")
-        if isinstance(raw.get("train_share", 1), bool) or not 0 < raw.get("train_share", 1) <= 1:
+        if not 0 < raw.get("train_share", 1) <= 1:
             raise SkinLesionError(f"{path}: train_share must be a share above 0 and at most 1 (all)")
-        adjustment = raw.get("logit_adjustment", 0)
-        if isinstance(adjustment, bool) or not isinstance(adjustment, (int, float)) or not 0 <= adjustment <= 2:
+        if not 0 <= raw.get("logit_adjustment", 0) <= 2:
             raise SkinLesionError(f"{path}: logit_adjustment must be a number from 0 (off) to 2")
         if not 0 <= raw.get("fine_tune_ema", 0) < 1:
             raise SkinLesionError(f"{path}: fine_tune_ema must be at least 0 (off) and below 1")

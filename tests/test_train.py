@@ -179,10 +179,14 @@ def test_anchor_decay_anchors_at_the_start_in_fit_and_when_a_run_resumes(tmp_pat
 
 @pytest.mark.parametrize("setting, bad, message, good", [
     *[("fine_tune_layer_decay", bad, "must be a factor above 0 and at most 2", 1.1) for bad in (0, -0.5, 2.5)],
-    *[("fine_tune_anchor_decay", bad, "must be a number from 0", 10) for bad in (-1, 1001, "10", True)],
-    *[("logit_adjustment", bad, "must be a number from 0", 0.5) for bad in (-0.5, 3, "1", False)],
-    *[("train_share", bad, "must be a share above 0 and at most 1", 0.5) for bad in (0, 1.5, True)]])
-def test_optimizer_and_loss_factors_are_checked(tmp_path, setting, bad, message, good):
+    *[("fine_tune_anchor_decay", bad, "must be a number from 0", 10) for bad in (-1, 1001)],
+    *[("logit_adjustment", bad, "must be a number from 0", 0.5) for bad in (-0.5, 3)],
+    *[("train_share", bad, "must be a share above 0 and at most 1", 0.5) for bad in (0, 1.5)],
+    # any number where the default is one: a clear message, not a TypeError from a comparison
+    *[(setting, bad, "must be a number, not", 0.5)
+      for setting in ("fine_tune_ema", "train_share", "fine_tune_layer_decay") for bad in ("0.5", True, None, [1])],
+    *[("views", bad, "must be a whole number, not", 4) for bad in (2.5, "8", False)]])
+def test_numeric_settings_are_checked(tmp_path, setting, bad, message, good):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({setting: bad}))
     with pytest.raises(SkinLesionError, match=f"{setting} {message}"):
