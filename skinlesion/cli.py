@@ -141,9 +141,9 @@ def _predict(args: argparse.Namespace) -> int:
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
         writer = csv.writer(out)
-        codes = [ONE_HOT_CLASSES[column] for column in ISIC_2018_COLUMNS] if args.isic else CODES
-        order = [CODES.index(code) for code in codes]
-        writer.writerow(["image", *(ISIC_2018_COLUMNS if args.isic else CODES)])
+        columns = ISIC_2018_COLUMNS if args.isic else CODES
+        order = [CODES.index(ONE_HOT_CLASSES[column] if args.isic else column) for column in columns]
+        writer.writerow(["image", *columns])
         for path in files:
             try:
                 inputs = preprocess(read_image(path), network.config)[None]

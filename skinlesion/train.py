@@ -222,7 +222,8 @@ def _pooled(network: Network, features: np.ndarray, batch_size: int = 64) -> np.
 def lesion_subset(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
     """Sorted row indices of a random `share` of the lesion groups (all photos of a drawn lesion together)."""
     unique = np.unique(groups)
-    drawn = np.random.default_rng([seed, 2]).choice(unique, max(1, round(share * len(unique))), replace=False)
+    rng = np.random.default_rng([seed, 2])  # a stream of its own ([seed, 1] is CachedViews' Cutout)
+    drawn = rng.choice(unique, max(1, round(share * len(unique))), replace=False)
     return np.flatnonzero(np.isin(groups, drawn))
 
 
