@@ -37,7 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinlesion.classes import CODES  # noqa: E402  (these modules need no TensorFlow)
 from skinlesion.data import class_weights  # noqa: E402
-from skinlesion.recipe import TrainConfig, augmentation  # noqa: E402
+from skinlesion.recipe import TrainConfig, augmentation, training_loss  # noqa: E402
 from skinlesion.views import CachedViews  # noqa: E402
 
 STAGE = Path(__file__).resolve().parents[1] / ".gpu"
@@ -157,7 +157,7 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0, views: i
     labels = split["label"].to_numpy()
     train, val = (split["part"] == "train").to_numpy(), (split["part"] == "val").to_numpy()
     x_train, y_train = images[train], labels[train]
-    weights = class_weights(y_train, PIPELINE.class_weight_power)
+    weights = class_weights(y_train, PIPELINE.class_weight_power, PIPELINE.class_weight_boost)
     x_val, y_val = images[val], labels[val]
 
     model, base, first_tuned = _network(recipe, augment=not views)
@@ -191,8 +191,7 @@ def run_recipe(recipe: str, out: Path, deadline: float, limit: int = 0, views: i
     for phase, tuned, epochs, rate in (("head", None, HEAD_EPOCHS, PIPELINE.head_learning_rate),
                                        ("fine_tune", first_tuned, TUNE_EPOCHS, PIPELINE.fine_tune_learning_rate)):
         _set_trainable(base, tuned)
-        model.compile(optimizer=keras.optimizers.Adam(rate),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=PIPELINE.label_smoothing))
+        model.compile(optimizer=keras.optimizers.Adam(rate), loss=training_loss(PIPELINE, y_train))
         callbacks = [Validate(phase),  # first: the others read its value
                      keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5, **monitor),
                      keras.callbacks.EarlyStopping(patience=PIPELINE.early_stopping_patience,
@@ -213,11 +212,12 @@ def epoch_cost(recipe: str, steps: int = 8) -> float:
 
     model, base, first_tuned = _network(recipe)
     _set_trainable(base, first_tuned)
-    model.compile(optimizer=keras.optimizers.Adam(PIPELINE.fine_tune_learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=PIPELINE.label_smoothing))
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, 256, (BATCH * steps, 150, 200, 3)).astype(np.float32)
-    targets = np.eye(len(CODES), dtype=np.float32)[rng.integers(0, len(CODES), BATCH * steps)]
+    labels = rng.integers(0, len(CODES), BATCH * steps)
+    targets = np.eye(len(CODES), dtype=np.float32)[labels]
+    model.compile(optimizer=keras.optimizers.Adam(PIPELINE.fine_tune_learning_rate),
+                  loss=training_loss(PIPELINE, labels))
     model.fit(images[:BATCH], targets[:BATCH], batch_size=BATCH, verbose=0)  # compiles
     started = time.perf_counter()
     model.fit(images, targets, batch_size=BATCH, verbose=0)
