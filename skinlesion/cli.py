@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true",
                         help="train a new model from --data first (replaces --model only if everything succeeds)")
     parser.add_argument("--data", type=Path, help="HAM10000 folder (metadata CSV + images) for --retrain")
+    parser.add_argument("--extra-data", type=Path, metavar="DIR",
+                        help="more labelled images for --retrain to train on, e.g. ISIC 2019's training images (a "
+                        "metadata CSV or an ISIC ground truth, and the images); added to the training split only: "
+                        "photos already in --data and photos of its validation or test lesions are left out")
     parser.add_argument("--config", type=Path, help="training config JSON (keys of TrainConfig; e.g. a model's "
                         "train_config.json to repeat its retrain)")
     parser.add_argument("--weights", default="imagenet",
@@ -87,6 +91,8 @@ def _newest_run() -> Path:
 def _build(args: argparse.Namespace) -> None:
     from .site import build_site, serve
 
+    if args.extra_data is not None and not args.retrain:
+        raise SkinLesionError("--extra-data adds training images to a retrain: use it with --retrain --data DIR")
     if args.retrain:
         from .pipeline import retrain
         from .recipe import TRAIN_CONFIG_NAME, TrainConfig
@@ -102,7 +108,7 @@ def _build(args: argparse.Namespace) -> None:
         train_config = TrainConfig.load(args.config) if args.config else TrainConfig()
         strategy = distribution_strategy(args.strategy, args.cpu_devices)
         report = retrain(args.data, args.model, run_dir, train_config, args.weights,
-                         args.quantization, strategy)
+                         args.quantization, strategy, args.extra_data)
         test = report["test"]
         melanoma = test["melanoma"]["sensitivity"]
         print(f"retrained in {report['training']['wall_time_s']:.0f} s; test split: accuracy "

@@ -249,6 +249,31 @@ def split_by_lesion(df: pd.DataFrame, seed: int = 42, held_out_fraction: float =
     return split
 
 
+def add_training_images(split: Split, extra: pd.DataFrame) -> tuple[Split, dict]:
+    """`split` with the images of `extra` (as `load_metadata` reads them) added to its training part only; its
+    validation and test parts are kept as they are.
+
+    Dropped from `extra`: images the split already holds (by image_id: ISIC's archives include HAM10000's own photos,
+    test photos among them) and images of a validation or test lesion (by lesion_id or merged group). Returns the new
+    split and what was added and dropped, for the report. Raises SkinLesionError if nothing new is left.
+    """
+    held_out = {name for part in (split.val, split.test) for column in ("group", "lesion_id") for name in part[column]}
+    known = pd.concat([part["image_id"] for part in split.parts().values()])
+    same_image = extra["image_id"].isin(known)
+    held_out_lesion = ~same_image & (extra["group"].isin(held_out) | extra["lesion_id"].isin(held_out))
+    added = extra[~same_image & ~held_out_lesion]
+    facts = {"images": len(extra), "added": len(added), "dropped_already_in_split": int(same_image.sum()),
+             "dropped_validation_or_test_lesion": int(held_out_lesion.sum()),
+             "added_by_class": {code: int((added["dx"] == code).sum()) for code in CODES}}
+    if added.empty:
+        raise SkinLesionError(f"none of the {len(extra)} extra training images is new: "
+                              f"{facts['dropped_already_in_split']} are already in the data set, "
+                              f"{facts['dropped_validation_or_test_lesion']} show its validation or test lesions")
+    log.info("extra training images: %d added, %d already in the data set, %d of validation or test lesions",
+             len(added), facts["dropped_already_in_split"], facts["dropped_validation_or_test_lesion"])
+    train = pd.concat([split.train, added], ignore_index=True)
+    return Split(train, split.val, split.test), facts
+
 def class_weights(labels: np.ndarray, power: float, boost: dict[str, float] | None = None) -> dict[int, float]:
     """Loss weight per class, (n_largest / n_class) ** power times `boost` (class code -> factor, default 1),
     normalized to a mean sample weight of 1.

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import SkinLesionError, log, ood
 from .classes import index_of
-from .data import Split, has_lesion_boxes, load_metadata, split_by_lesion, with_lesion_boxes
+from .data import Split, add_training_images, has_lesion_boxes, load_metadata, split_by_lesion, with_lesion_boxes
 from .evaluate import (
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
@@ -58,9 +58,12 @@ def _embed_frame(network: Network, frame: pd.DataFrame, chunk: int = 256) -> np.
 
 def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainConfig = TrainConfig(),
             weights: str = "imagenet", quantization: str = "float16",
-            strategy: tf.distribute.Strategy | None = None) -> dict:
+            strategy: tf.distribute.Strategy | None = None, extra_data: Path | None = None) -> dict:
     """Train the network `train_config.network` describes (under `strategy`, default: one device), then
-    `finalize`: returns the report written into model_dir."""
+    `finalize`: returns the report written into model_dir.
+
+    `extra_data`: a second folder of labelled images (e.g. ISIC 2019's training images) added to the training split
+    only (`add_training_images`), so that validation and test stay `data_dir`'s split."""
     started = time.perf_counter()
     model_config = ModelConfig.from_settings(train_config.network)
     # Every network setting written out, so that the saved config repeats this retrain even if the defaults change
@@ -70,6 +73,9 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     if train_config.lesion_crop or has_lesion_boxes(Path(data_dir)):
         frame = with_lesion_boxes(frame, Path(data_dir))
     split = split_by_lesion(frame, seed=train_config.seed)
+    extra_facts = None
+    if extra_data is not None:
+        split, extra_facts = add_training_images(split, load_metadata(Path(extra_data)))
     run_dir.mkdir(parents=True, exist_ok=True)
     train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
     # Seeded before the network is built: the classifier's initial weights come from the same random stream, and a
@@ -78,6 +84,8 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     with (strategy or tf.distribute.get_strategy()).scope():
         network = build_network(model_config, weights=weights)
         stages = train(network, split, train_config, run_dir)
+    if extra_facts is not None:
+        stages = {"extra_training_images": {"folder": Path(extra_data).name, **extra_facts}, **stages}
     replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
     return finalize(network, split, model_dir, run_dir, train_config, quantization, stages, started, replicas)
 
@@ -138,7 +146,9 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
                   network.config.width], "fine_tuned_from": network.config.cut_layer,
                   "quantization": quantization, "tfjs_bytes": model_bytes(tfjs_dir),
                   "temperature": temperature},
-        "data": {"images": int(sum(len(p) for p in split.parts().values()))},
+        # the --data folder's images (a retrain's extra training images are counted in its stages)
+        "data": {"images": int(sum(len(p) for p in split.parts().values())
+                               - stages.get("extra_training_images", {}).get("added", 0))},
         "split": split.summary(),
         "test": test,
         "calibration": {"temperature": temperature, "fit_on": "validation",

@@ -77,6 +77,8 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
         "classes": metadata.get("classes", []),
         "manifest_url": MANIFEST,
         "theme_color": THEME_COLOR,
+        # a retrain with --extra-data: how many more images training saw, and from which folder (footer, card)
+        "extra_training": _extra_training(report),
     }
     # The classifier page asks the browser to fetch the model at once, in parallel with the runtime scripts
     # (TF.js itself starts fetching it only after its backend has started).
@@ -95,6 +97,13 @@ def build_site(model_dir: Path, out_dir: Path) -> Path:
     log.info("service worker cache version %s", version)
     log.info("site written to %s (%d files)", out_dir, sum(1 for p in out_dir.rglob("*") if p.is_file()))
     return out_dir
+
+
+def _extra_training(report: dict) -> dict | None:
+    stage = ((report.get("training") or {}).get("stages") or {}).get("extra_training_images")
+    if not isinstance(stage, dict) or not isinstance(stage.get("added"), int):
+        return None
+    return {"images": _value(stage["added"]), "folder": str(stage.get("folder", ""))}
 
 
 def _lesion_share(report: dict) -> float | None:

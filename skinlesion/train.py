@@ -245,6 +245,10 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     val_features = _cached(run_dir / "cache_val.npy",
                            lambda path: cache_features(network, split.val, 1, config, path))[0]
     val_features = val_features.astype(np.float32)
+    for name, cached, part in (("train", train_features[0], split.train), ("val", val_features, split.val)):
+        if len(cached) != len(part):  # e.g. a run folder reused with another --data or --extra-data
+            raise SkinLesionError(f"{run_dir / f'cache_{name}.npy'} holds {len(cached)} images, the {name} split "
+                                  f"{len(part)}: this run folder's cache is of other data; use another --run-dir")
     stages["cache_features"] = {"wall_time_s": round(time.perf_counter() - started, 1),
                                 "train_views": config.views, "bytes": int(train_features.nbytes),
                                 "reused": reused_cache}

@@ -52,15 +52,15 @@ def tiny_ham(ham_dir: Path, tmp_path_factory) -> Path:
     return make_subset(ham_dir, tmp_path_factory.mktemp("tiny_ham"), per_class=10, boxes=True)
 
 
-def tiny_retrain(data: Path, root: Path, **settings) -> Path:
-    """Train end to end on `data` into root/model (run folder root/run): alpha 0.25, small input, few epochs;
-    `settings` override TrainConfig fields."""
+def tiny_retrain(data: Path, root: Path, extra_data: Path | None = None, **settings) -> Path:
+    """Train end to end on `data` (and `extra_data`, training only) into root/model (run folder root/run): alpha 0.25,
+    small input, few epochs; `settings` override TrainConfig fields."""
     from skinlesion.pipeline import retrain
     from skinlesion.recipe import TrainConfig
 
     config = TrainConfig(**{"views": 2, "head_epochs": 2, "fine_tune_epochs": 1, "batch_size": 16,
                             "network": {"alpha": 0.25, "height": 96, "width": 128}, **settings})
-    retrain(data, root / "model", root / "run", config, weights=str(ALPHA_025_WEIGHTS))
+    retrain(data, root / "model", root / "run", config, weights=str(ALPHA_025_WEIGHTS), extra_data=extra_data)
     return root / "model"
 
 

@@ -22,6 +22,11 @@ def test_retrain_without_data_is_refused(capsys, tmp_path):
     assert "error: --retrain needs --data DIR" in capsys.readouterr().err
 
 
+def test_extra_data_without_retrain_is_refused(capsys, tmp_path):
+    assert cli.main(["--extra-data", str(tmp_path), "--model", str(tmp_path / "m"), "--dist", str(tmp_path / "d")]) == 1
+    assert "error: --extra-data adds training images to a retrain" in capsys.readouterr().err
+
+
 def test_missing_model_is_explained(capsys, tmp_path):
     assert cli.main(["predict", str(tmp_path), "--model", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err

@@ -9,6 +9,7 @@ from skinlesion import SkinLesionError
 from skinlesion.classes import CODES
 from skinlesion.data import (
     BOX_COLUMNS,
+    add_training_images,
     class_weights,
     load_lesion_boxes,
     load_metadata,
@@ -184,3 +185,20 @@ def test_joining_the_boxes_leaves_the_split_as_it_was(ham_dir, ham_split):
     with_boxes = split_by_lesion(frame, seed=42)
     for name, part in ham_split.parts().items():
         assert list(with_boxes.parts()[name]["image_id"]) == list(part["image_id"])
+
+
+def test_extra_training_images_join_the_training_split_only(ham_split):
+    known = ham_split.train.head(3)  # photos the split already holds (ISIC's archives include HAM10000's)
+    of_test_lesion = ham_split.test.head(2).assign(image_id=["X_1", "X_2"])  # new photos of test lesions
+    new = ham_split.train.tail(4).assign(image_id=[f"N_{i}" for i in range(4)], lesion_id=[f"NL_{i}" for i in range(4)],
+                                         group=[f"NL_{i}" for i in range(4)])
+    extra = pd.concat([known, of_test_lesion, new], ignore_index=True)
+    split, facts = add_training_images(ham_split, extra)
+    assert list(split.train["image_id"]) == list(ham_split.train["image_id"]) + list(new["image_id"])
+    assert split.val.equals(ham_split.val) and split.test.equals(ham_split.test)
+    assert (facts["images"], facts["added"], facts["dropped_already_in_split"],
+            facts["dropped_validation_or_test_lesion"]) == (9, 4, 3, 2)
+    assert sum(facts["added_by_class"].values()) == 4
+
+    with pytest.raises(SkinLesionError, match="none of the 5 extra training images is new: 3 are already"):
+        add_training_images(ham_split, pd.concat([known, of_test_lesion], ignore_index=True))

@@ -7,9 +7,10 @@ import shutil
 from dataclasses import asdict
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from skinlesion import cli
+from skinlesion import SkinLesionError, cli
 from skinlesion.classes import CODES, as_dicts
 from skinlesion.data import load_metadata, split_by_lesion
 from skinlesion.export import _version, model_bytes, read_metadata
@@ -190,3 +191,44 @@ def test_export_command_converts_again_keeping_the_thresholds(tiny_model, tmp_pa
 def test_export_command_refuses_a_folder_without_a_model(tmp_path, capsys):
     assert cli.main(["export", "--model", str(tmp_path)]) == 1
     assert "metadata.json is missing" in capsys.readouterr().err
+
+
+def test_extra_training_images_train_and_are_reported_and_the_split_stays(tiny_model, tiny_ham, ham_dir, tmp_path):
+    """--extra-data: an ISIC-style folder whose new photos join training only, whose HAM10000 photos are left out."""
+    from skinlesion.site import build_site
+
+    ham = pd.read_csv(ham_dir / "HAM10000_metadata.csv")
+    tiny_ids = set(pd.read_csv(tiny_ham / "HAM10000_metadata.csv")["image_id"])
+    new = ham[~ham["image_id"].isin(tiny_ids)].groupby("dx").head(2)
+    already = ham[ham["image_id"].isin(tiny_ids)].head(3)  # as ISIC 2019 holds HAM10000's own photos
+    extra = tmp_path / "isic_extra"
+    (extra / "images").mkdir(parents=True)
+    rows = pd.concat([new, already])
+    for image_id in rows["image_id"]:
+        shutil.copy(ham_dir / "images" / f"{image_id}.jpg", extra / "images" / f"{image_id}.jpg")
+    truth = pd.DataFrame({"image": rows["image_id"]})
+    for column in ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"):
+        truth[column] = (rows["dx"].str.upper() == column).astype(float).to_numpy()
+    truth.to_csv(extra / "ISIC2018_Task3_Training_GroundTruth.csv", index=False)
+
+    model = tiny_retrain(tiny_ham, tmp_path, extra_data=extra)
+    report = json.loads((model / "report.json").read_text())
+    stage = report["training"]["stages"]["extra_training_images"]
+    assert (stage["folder"], stage["images"], stage["added"], stage["dropped_already_in_split"]) == \
+        ("isic_extra", 17, 14, 3)
+    split = pd.read_csv(model / "split.csv")
+    assert set(split.loc[split["split"] == "train", "image_id"]) >= set(new["image_id"])
+    before = pd.read_csv(tiny_model / "split.csv")
+    for part in ("val", "test"):  # the held-out parts are the data folder's own, as without extra images
+        assert list(split.loc[split["split"] == part, "image_id"]) == \
+            list(before.loc[before["split"] == part, "image_id"])
+    assert report["data"]["images"] == len(tiny_ids)
+    site = build_site(model, tmp_path / "dist")
+    assert "and 14 more images (isic_extra)" in (site / "index.html").read_text()
+    assert "Training also used <strong>14</strong> more labelled images" in (site / "model-card.html").read_text()
+
+    # the run folder's cache holds the extra photos: a retrain there without them is refused, not trained wrong
+    trained = int((before["split"] == "train").sum())
+    refused = f"cache_train.npy holds {trained + 14} images, the train split {trained}:"
+    with pytest.raises(SkinLesionError, match=refused):
+        tiny_retrain(tiny_ham, tmp_path)
