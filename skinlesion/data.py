@@ -274,6 +274,7 @@ def add_training_images(split: Split, extra: pd.DataFrame) -> tuple[Split, dict]
     train = pd.concat([split.train, added], ignore_index=True)
     return Split(train, split.val, split.test), facts
 
+
 def class_weights(labels: np.ndarray, power: float, boost: dict[str, float] | None = None) -> dict[int, float]:
     """Loss weight per class, (n_largest / n_class) ** power times `boost` (class code -> factor, default 1),
     normalized to a mean sample weight of 1.
