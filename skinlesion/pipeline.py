@@ -17,7 +17,15 @@ import pandas as pd
 
 from . import SkinLesionError, log, ood
 from .classes import index_of
-from .data import Split, add_training_images, has_lesion_boxes, load_metadata, split_by_lesion, with_lesion_boxes
+from .data import (
+    BOX_COLUMNS,
+    Split,
+    add_training_images,
+    has_lesion_boxes,
+    load_metadata,
+    split_by_lesion,
+    with_lesion_boxes,
+)
 from .evaluate import (
     ALERT_CLASSES,
     ALERT_SENSITIVITY,
@@ -38,7 +46,7 @@ from .model import ModelConfig, Network, build_network, keras, load_inputs, load
 from .recipe import TRAIN_CONFIG_NAME, TrainConfig
 from .robustness import change_tables, lesion_size, report_sections
 from .subgroups import subgroup_tables
-from .train import train
+from .train import check_run_folder, train
 
 SPLIT_NAME = "split.csv"
 
@@ -75,8 +83,9 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     split = split_by_lesion(frame, seed=train_config.seed)
     extra_facts = None
     if extra_data is not None:
-        split, extra_facts = add_training_images(split, load_metadata(Path(extra_data)))
+        split, extra_facts = add_training_images(split, _extra_frame(Path(extra_data)))
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_folder(run_dir, split)  # before its config is overwritten
     train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
     # Seeded before the network is built: the classifier's initial weights come from the same random stream, and a
     # retrain with the same seed and config then repeats (unseeded, each run started from another random head).
@@ -85,9 +94,20 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
         network = build_network(model_config, weights=weights)
         stages = train(network, split, train_config, run_dir)
     if extra_facts is not None:
-        stages = {"extra_training_images": {"folder": Path(extra_data).name, **extra_facts}, **stages}
+        stages = {"extra_training_images": {"folder": Path(extra_data).resolve().name, **extra_facts}, **stages}
     replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
     return finalize(network, split, model_dir, run_dir, train_config, quantization, stages, started, replicas)
+
+
+def _extra_frame(folder: Path) -> pd.DataFrame:
+    """The --extra-data folder's images, with their lesion boxes where it has them (numbers, as --data's)."""
+    try:
+        frame = load_metadata(folder)
+        if has_lesion_boxes(folder):
+            return with_lesion_boxes(frame, folder)
+    except SkinLesionError as err:
+        raise SkinLesionError(f"--extra-data {folder}: {err}") from None
+    return frame.drop(columns=list(BOX_COLUMNS), errors="ignore")  # text, if its metadata CSV has them
 
 
 def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, train_config: TrainConfig,

@@ -219,6 +219,17 @@ def _pooled(network: Network, features: np.ndarray, batch_size: int = 64) -> np.
                      for view in features])
 
 
+def check_run_folder(run_dir: Path, split: Split) -> None:
+    """Refuse a run folder whose feature caches were made from other data (another --data or --extra-data): their
+    rows would be read as this split's images. Only the image counts can be compared."""
+    for name, part in (("train", split.train), ("val", split.val)):
+        path = run_dir / f"cache_{name}.npy"
+        if path.is_file() and (cached := np.load(path, mmap_mode="r").shape[1]) != len(part):
+            raise SkinLesionError(f"{path} holds {cached} images, the {name} split {len(part)}: this run folder's "
+                                  f"cache was made from other data; pass the --data and --extra-data it was made "
+                                  f"from, or another --run-dir")
+
+
 def lesion_subset(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
     """Sorted row indices of a random `share` of the lesion groups (all photos of a drawn lesion together)."""
     unique = np.unique(groups)
@@ -234,6 +245,7 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     """
     keras.utils.set_random_seed(config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_folder(run_dir, split)
     stages: dict[str, dict] = {}
 
     started = time.perf_counter()
@@ -245,10 +257,6 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     val_features = _cached(run_dir / "cache_val.npy",
                            lambda path: cache_features(network, split.val, 1, config, path))[0]
     val_features = val_features.astype(np.float32)
-    for name, cached, part in (("train", train_features[0], split.train), ("val", val_features, split.val)):
-        if len(cached) != len(part):  # e.g. a run folder reused with another --data or --extra-data
-            raise SkinLesionError(f"{run_dir / f'cache_{name}.npy'} holds {len(cached)} images, the {name} split "
-                                  f"{len(part)}: this run folder's cache is of other data; use another --run-dir")
     stages["cache_features"] = {"wall_time_s": round(time.perf_counter() - started, 1),
                                 "train_views": config.views, "bytes": int(train_features.nbytes),
                                 "reused": reused_cache}

@@ -27,6 +27,14 @@ def test_extra_data_without_retrain_is_refused(capsys, tmp_path):
     assert "error: --extra-data adds training images to a retrain" in capsys.readouterr().err
 
 
+def test_a_missing_extra_data_folder_is_named_before_training(capsys, tiny_ham, tmp_path):
+    assert cli.main(["--retrain", "--data", str(tiny_ham), "--extra-data", str(tmp_path / "nope"), "--run-dir",
+                     str(tmp_path / "run"), "--model", str(tmp_path / "m"), "--dist", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: --extra-data {tmp_path / 'nope'}: " in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_missing_model_is_explained(capsys, tmp_path):
     assert cli.main(["predict", str(tmp_path), "--model", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err

@@ -189,16 +189,19 @@ def test_joining_the_boxes_leaves_the_split_as_it_was(ham_dir, ham_split):
 
 def test_extra_training_images_join_the_training_split_only(ham_split):
     known = ham_split.train.head(3)  # photos the split already holds (ISIC's archives include HAM10000's)
-    of_test_lesion = ham_split.test.head(2).assign(image_id=["X_1", "X_2"])  # new photos of test lesions
+    of_test_lesion = ham_split.test.head(2).assign(image_id=["X_1", "X_2"])  # new photos, a test lesion's group
+    # a new photo of a validation lesion whose folder does not merge it into that lesion's group: its lesion_id tells
+    of_val_lesion = ham_split.val.head(1).assign(image_id=["X_3"], group=["G_3"])
     new = ham_split.train.tail(4).assign(image_id=[f"N_{i}" for i in range(4)], lesion_id=[f"NL_{i}" for i in range(4)],
                                          group=[f"NL_{i}" for i in range(4)])
-    extra = pd.concat([known, of_test_lesion, new], ignore_index=True)
+    extra = pd.concat([known, of_test_lesion, of_val_lesion, new], ignore_index=True)
     split, facts = add_training_images(ham_split, extra)
     assert list(split.train["image_id"]) == list(ham_split.train["image_id"]) + list(new["image_id"])
-    assert split.val.equals(ham_split.val) and split.test.equals(ham_split.test)
+    for column in ("group", "lesion_id"):  # still no lesion in training and in validation or test
+        assert not set(split.train[column]) & (set(split.val[column]) | set(split.test[column]))
     assert (facts["images"], facts["added"], facts["dropped_already_in_split"],
-            facts["dropped_validation_or_test_lesion"]) == (9, 4, 3, 2)
+            facts["dropped_validation_or_test_lesion"]) == (10, 4, 3, 3)
     assert sum(facts["added_by_class"].values()) == 4
 
-    with pytest.raises(SkinLesionError, match="none of the 5 extra training images is new: 3 are already"):
-        add_training_images(ham_split, pd.concat([known, of_test_lesion], ignore_index=True))
+    with pytest.raises(SkinLesionError, match="none of the 6 extra training images is new: 3 are already"):
+        add_training_images(ham_split, pd.concat([known, of_test_lesion, of_val_lesion], ignore_index=True))
