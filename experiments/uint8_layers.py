@@ -26,19 +26,16 @@ from tensorflowjs.quantization import dequantize_weights, quantize_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinlesion.evaluate import metrics  # noqa: E402
-from skinlesion.export import inference_model  # noqa: E402
-from skinlesion.model import build_network, load_inputs, load_network  # noqa: E402
+from skinlesion.export import _layers, inference_model  # noqa: E402
+from skinlesion.model import build_network, keras, load_inputs, load_network  # noqa: E402
 from skinlesion.pipeline import folder_frame  # noqa: E402
 
 DEFAULT_LAYERS = [".*", "conv_pw_.*", "conv_dw_.*", *(f"conv_pw_{block}" for block in range(1, 14))]
 
 
-def _weighted_layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            yield from _weighted_layers(layer)
-        elif layer.weights:
-            yield layer
+def _weighted_layers(model) -> list:
+    """The layers of `model` that hold weights, nested models opened (as `inference_model` copies them)."""
+    return [layer for layer in _layers(model) if layer.weights and not isinstance(layer, keras.Model)]
 
 
 def _as_uint8(kernel: np.ndarray) -> np.ndarray:
@@ -66,7 +63,7 @@ def main() -> None:
     network = load_network(args.model)
     model = inference_model(network)
     inputs = load_inputs(list(frame["path"]), network.config)
-    layers = list(_weighted_layers(model))
+    layers = _weighted_layers(model)
     stored = {layer.name: layer.get_weights() for layer in layers}
     backbone = {layer.name for part in (network.frozen, network.upper) for layer in part.layers}
     started = {layer.name: layer.get_weights()[0]

@@ -18,7 +18,6 @@ import pandas as pd
 from . import SkinLesionError, log, ood
 from .classes import index_of
 from .data import (
-    BOX_COLUMNS,
     Split,
     add_training_images,
     has_lesion_boxes,
@@ -46,7 +45,7 @@ from .model import ModelConfig, Network, build_network, keras, load_inputs, load
 from .recipe import TRAIN_CONFIG_NAME, TrainConfig
 from .robustness import change_tables, lesion_size, report_sections
 from .subgroups import subgroup_tables
-from .train import check_run_folder, train
+from .train import train
 
 SPLIT_NAME = "split.csv"
 
@@ -76,17 +75,15 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     model_config = ModelConfig.from_settings(train_config.network)
     # Every network setting written out, so that the saved config repeats this retrain even if the defaults change
     train_config = replace(train_config, network={k: v for k, v in asdict(model_config).items() if k != "temperature"})
-    frame = load_metadata(Path(data_dir))
     # the recipe's lesion crops need the boxes; the report's framing section uses them where the data has them
-    if train_config.lesion_crop or has_lesion_boxes(Path(data_dir)):
-        frame = with_lesion_boxes(frame, Path(data_dir))
-    split = split_by_lesion(frame, seed=train_config.seed)
+    split = split_by_lesion(_images(Path(data_dir), boxes_required=train_config.lesion_crop), seed=train_config.seed)
     extra_facts = None
     if extra_data is not None:
-        split, extra_facts = add_training_images(split, _extra_frame(Path(extra_data)))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    check_run_folder(run_dir, split)  # before its config is overwritten
-    train_config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
+        try:
+            extra = _images(Path(extra_data))
+        except SkinLesionError as err:
+            raise SkinLesionError(f"--extra-data {extra_data}: {err}") from None
+        split, extra_facts = add_training_images(split, extra)
     # Seeded before the network is built: the classifier's initial weights come from the same random stream, and a
     # retrain with the same seed and config then repeats (unseeded, each run started from another random head).
     keras.utils.set_random_seed(train_config.training_seed)
@@ -99,15 +96,10 @@ def retrain(data_dir: Path, model_dir: Path, run_dir: Path, train_config: TrainC
     return finalize(network, split, model_dir, run_dir, train_config, quantization, stages, started, replicas)
 
 
-def _extra_frame(folder: Path) -> pd.DataFrame:
-    """The --extra-data folder's images, with their lesion boxes where it has them (numbers, as --data's)."""
-    try:
-        frame = load_metadata(folder)
-        if has_lesion_boxes(folder):
-            return with_lesion_boxes(frame, folder)
-    except SkinLesionError as err:
-        raise SkinLesionError(f"--extra-data {folder}: {err}") from None
-    return frame.drop(columns=list(BOX_COLUMNS), errors="ignore")  # text, if its metadata CSV has them
+def _images(folder: Path, boxes_required: bool = False) -> pd.DataFrame:
+    """`load_metadata(folder)`, with the lesion boxes as numbers where the folder has them (or must have them)."""
+    frame = load_metadata(folder)
+    return with_lesion_boxes(frame, folder) if boxes_required or has_lesion_boxes(folder) else frame
 
 
 def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, train_config: TrainConfig,

@@ -219,7 +219,7 @@ def _pooled(network: Network, features: np.ndarray, batch_size: int = 64) -> np.
                      for view in features])
 
 
-def check_run_folder(run_dir: Path, split: Split) -> None:
+def _check_run_folder(run_dir: Path, split: Split) -> None:
     """Refuse a run folder whose feature caches were made from other data (another --data or --extra-data): their
     rows would be read as this split's images. Only the image counts can be compared."""
     for name, part in (("train", split.train), ("val", split.val)):
@@ -245,7 +245,8 @@ def train(network: Network, split: Split, config: TrainConfig, run_dir: Path) ->
     """
     keras.utils.set_random_seed(config.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_run_folder(run_dir, split)
+    _check_run_folder(run_dir, split)  # before the folder's config is overwritten
+    config.save(run_dir)  # a resumed run (--resume) continues with the config it started with
     stages: dict[str, dict] = {}
 
     started = time.perf_counter()
