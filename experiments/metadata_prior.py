@@ -1,11 +1,12 @@
 """m1: does the patient's age, sex and body site, combined with the image, tell the classes apart better? Chosen
 inside the validation split only (the test split is never read here); the rule is experiments/configs/m1.decision.
 
-Per field, log p(class | value) - log p(class) is counted on the training split (add-one smoothing); the combined
+Per field, log p(class | value) - log p(class) is counted on the training split (add-one smoothing, m1; or, with
+`--smoothing prior`, m1p, seven pseudo-photos spread by the class shares, so that a rare value says little); the combined
 logits are z / T + w * (the sum of the present fields' log-ratios), T and w fitted by NLL on 4 of 5 lesion-grouped
 folds of validation and scored on the fifth, for several fold seeds, against the temperature alone.
 
-    .venv/bin/python experiments/metadata_prior.py --data ../shared/data/ham10000 [--model model]
+    .venv/bin/python experiments/metadata_prior.py --data ../shared/data/ham10000 [--model model] [--smoothing prior]
 """
 
 from __future__ import annotations
@@ -45,14 +46,19 @@ FIELDS = {"age": _age_decade, "sex": lambda v: v if isinstance(v, str) else "unk
           "localization": lambda v: v if isinstance(v, str) else "unknown"}
 
 
-def field_log_ratios(train: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per field: a table value x class of log p(class | value) - log p(class), from the training rows."""
-    prior = np.log(np.bincount(train["label"], minlength=len(CODES)) / len(train))
+PSEUDO_PHOTOS = len(CODES)  # per value: add-one smoothing's total, for either way of spreading them
+
+
+def field_log_ratios(train: pd.DataFrame, smoothing: str = "uniform") -> dict[str, pd.DataFrame]:
+    """Per field: a table value x class of log p(class | value) - log p(class), from the training rows; each value's
+    counts get PSEUDO_PHOTOS more, spread evenly over the classes ("uniform") or by their shares ("prior")."""
+    shares = np.bincount(train["label"], minlength=len(CODES)) / len(train)
+    pseudo = PSEUDO_PHOTOS * (shares if smoothing == "prior" else np.full(len(CODES), 1 / len(CODES)))
     tables = {}
     for field, value_of in FIELDS.items():
         values = train[field].map(value_of)
-        counts = pd.crosstab(values, train["label"]).reindex(columns=range(len(CODES)), fill_value=0) + 1
-        table = np.log(counts.div(counts.sum(axis=1), axis=0)) - prior
+        counts = pd.crosstab(values, train["label"]).reindex(columns=range(len(CODES)), fill_value=0) + pseudo
+        table = np.log(counts.div(counts.sum(axis=1), axis=0)) - np.log(shares)
         table.loc["unknown"] = 0.0
         tables[field] = table
     return tables
@@ -85,13 +91,16 @@ class TemperatureAndMetadata:
 
 
 def main() -> None:
-    args = fold_arguments(__doc__.split("\n\n")[0]).parse_args()
+    parser = fold_arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--smoothing", choices=["uniform", "prior"], default="uniform",
+                        help="spread each value's pseudo-photos evenly (m1) or by the class shares (m1p)")
+    args = parser.parse_args()
     network = load_network(args.model)
     split = split_by_lesion(load_metadata(args.data), seed=TrainConfig().seed)
     val = split.val
     labels, groups = val["label"].to_numpy(), val["group"].to_numpy()
     logits = uncalibrated_logits(network, val)
-    tables = field_log_ratios(split.train)
+    tables = field_log_ratios(split.train, args.smoothing)
     meta = metadata_logits(val, tables)
     print(f"{args.model}: {len(labels)} validation images; field tables from {len(split.train)} training images")
 
