@@ -213,9 +213,15 @@ def _cached(path: Path, write) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def _pooled(network: Network, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Pooled features (views, n, channels) of cached cut-layer features (views, n, h, w, c), frozen upper blocks."""
-    return np.stack([network.pool.predict(view.astype(np.float32), batch_size=batch_size, verbose=0)
+def _pooled(network: Network, features: np.ndarray, batch_size: int = 64, chunk: int = 1024) -> np.ndarray:
+    """Pooled features (views, n, channels) of cached cut-layer features (views, n, h, w, c), frozen upper blocks.
+
+    Read `chunk` images at a time (a multiple of `batch_size`, so the batches are the same as without chunks): one
+    whole view in float32 is 3.5 GB at 150 x 200 and 8 GB at 225 x 300, which predict() copies once more; that
+    ran a 24 GB machine out of memory (u1, docs/experiments.md)."""
+    return np.stack([np.concatenate([network.pool.predict(view[start:start + chunk].astype(np.float32),
+                                                          batch_size=batch_size, verbose=0)
+                                     for start in range(0, len(view), chunk)])
                      for view in features])
 
 

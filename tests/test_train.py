@@ -310,6 +310,28 @@ def test_feature_cache_is_written_to_a_file_and_a_half_written_one_is_not_reused
     assert np.array_equal(_cached(path, lambda partial: pytest.fail("recomputed")), cached)
 
 
+def test_pooling_reads_the_cache_a_chunk_at_a_time_and_gives_what_one_pass_gives():
+    from types import SimpleNamespace
+
+    from skinlesion.train import _pooled
+
+    inputs = keras.Input((4, 5, 2))
+    pool = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Dense(3)(inputs)))
+    read = []
+
+    class Cache(np.ndarray):  # the cache is a float16 memory map: the test sees which image rows are read from it
+        def __getitem__(self, index):
+            if isinstance(index, slice):
+                read.append((index.start, index.stop))
+            return super().__getitem__(index)
+
+    features = np.random.default_rng(0).normal(size=(2, 10, 4, 5, 2)).astype(np.float16)
+    pooled = _pooled(SimpleNamespace(pool=pool), features.view(Cache), batch_size=2, chunk=4)
+    assert read == [(0, 4), (4, 8), (8, 12)] * 2  # each view in chunks of 4 images, never whole
+    whole = np.stack([pool.predict(view.astype(np.float32), batch_size=2, verbose=0) for view in features])
+    np.testing.assert_array_equal(pooled, whole)
+
+
 def test_the_defaults_are_the_shipped_recipe():
     """A plain `build.py --retrain` trains the recipe of model/ (README), at another start: the shipped model was
     chosen among its recipe's starts, so only start_seed may differ."""
