@@ -1,10 +1,11 @@
-"""m1: does the patient's age, sex and body site, combined with the image, tell the classes apart better? Chosen
-inside the validation split only (the test split is never read here); the rule is experiments/configs/m1.decision.
+"""m1 and m1p: does the patient's age, sex and body site, combined with the image, tell the classes apart better? Chosen
+inside the validation split only (the test split is never read here); the rules are experiments/configs/m1.decision
+and m1p.decision.
 
 Per field, log p(class | value) - log p(class) is counted on the training split (add-one smoothing, m1; or, with
-`--smoothing prior`, m1p, seven pseudo-photos spread by the class shares, so that a rare value says little); the combined
-logits are z / T + w * (the sum of the present fields' log-ratios), T and w fitted by NLL on 4 of 5 lesion-grouped
-folds of validation and scored on the fifth, for several fold seeds, against the temperature alone.
+`--smoothing prior`, m1p, seven pseudo-photos spread by the class shares, so that a rare value says little); the
+combined logits are z / T + w * (the sum of the present fields' log-ratios), T and w fitted by NLL on 4 of 5
+lesion-grouped folds of validation and scored on the fifth, for several fold seeds, against the temperature alone.
 
     .venv/bin/python experiments/metadata_prior.py --data ../shared/data/ham10000 [--model model] [--smoothing prior]
 """
