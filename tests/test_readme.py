@@ -26,7 +26,8 @@ def _row(report: dict, table: str, key: str) -> dict:
 
 
 def test_headline_table_is_the_shipped_models():
-    test = _report()["test"]
+    report = _report()
+    test = report["test"]
     ci, alert = test["bootstrap_95"], test["melanoma_at_threshold"]
     expected = [
         f"| accuracy | {test['accuracy']:.3f} ({_interval(ci['accuracy'], 3)}) |",
@@ -37,7 +38,7 @@ def test_headline_table_is_the_shipped_models():
         f"alert | {alert['sensitivity']:.2f} ({_interval(ci['melanoma_at_threshold_sensitivity'], 2)}), "
         f"specificity {alert['specificity']:.2f} |",
         f"| expected calibration error after the temperature | {test['expected_calibration_error']:.3f} "
-        f"({_report()['calibration']['test_ece_before']:.3f} before) |",
+        f"({report['calibration']['test_ece_before']:.3f} before) |",
         f"On its lesion-grouped test split ({test['images']:,} images",
     ]
     text = _text()
