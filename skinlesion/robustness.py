@@ -17,9 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter
-from sklearn.metrics import balanced_accuracy_score
 
-from .evaluate import BOOTSTRAP_RESAMPLED, metrics, paired_changes
+from .evaluate import BOOTSTRAP_RESAMPLED, balanced_accuracy, metrics, paired_changes
 from .model import ModelConfig, Network, predict, preprocess, read_image
 from .train import lesion_boxes_in_inputs
 
@@ -115,7 +114,7 @@ def change_tables(network: Network, frame: pd.DataFrame, mel_threshold: float | 
     photos = [Image.fromarray(read_image(path)) for path in frame["path"]]
     as_taken = _probabilities(network, photos, None)
     base = as_taken.argmax(1)
-    base_balanced_accuracy = balanced_accuracy_score(labels, base)
+    base_balanced_accuracy = balanced_accuracy(labels, base)
 
     def row(name: str, change: Callable[[Image.Image], Image.Image] | None) -> dict:
         probabilities = _probabilities(network, photos, change) if change else as_taken
@@ -124,7 +123,7 @@ def change_tables(network: Network, frame: pd.DataFrame, mel_threshold: float | 
                "balanced_accuracy_change": figures["balanced_accuracy"] - base_balanced_accuracy,
                # the photos as taken against themselves differ by 0 in every resample
                "balanced_accuracy_change_95": np.percentile(paired_changes(
-                   labels, lesions, predicted, base, balanced_accuracy_score, rounds, seed), [2.5, 97.5]).tolist()
+                   labels, lesions, predicted, base, balanced_accuracy, rounds, seed), [2.5, 97.5]).tolist()
                if change else [0.0, 0.0],
                "melanoma_sensitivity": figures["melanoma"]["sensitivity"],
                "top_answer_changed": float((predicted != base).mean())}

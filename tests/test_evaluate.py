@@ -3,11 +3,12 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from skinlesion.classes import CODES, index_of
 from skinlesion.evaluate import (
     apply_temperature,
+    balanced_accuracy,
     bootstrap_intervals,
     bootstrap_rows,
     expected_calibration_error,
@@ -98,6 +99,18 @@ def test_melanoma_threshold_reaches_the_sensitivity():
     flagged = probabilities[:, MEL] >= threshold
     assert flagged[labels == MEL].mean() >= 0.85
     assert flagged[labels == MEL].mean() < 0.87, "the highest threshold that reaches it, not a lower one"
+
+
+def test_balanced_accuracy_is_sklearns_to_the_last_bit():
+    rng = np.random.default_rng(4)
+    for size in (1, 2, 5, 11, 60, 1431):
+        for classes in (1, 3, len(CODES)):  # with 1 or 3, answers fall on classes the labels lack
+            labels = rng.integers(0, classes, size)
+            predicted = np.where(rng.uniform(size=size) < 0.6, labels, rng.integers(0, len(CODES), size))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                expected = balanced_accuracy_score(labels, predicted)
+            assert balanced_accuracy(labels, predicted) == expected, (size, classes)
 
 
 def test_bootstrap_interval_contains_the_estimate():
