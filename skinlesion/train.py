@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from sklearn.metrics import balanced_accuracy_score, log_loss
+from sklearn.metrics import log_loss
 
 from . import SkinLesionError, log
 from .classes import CODES
 from .data import BOX_COLUMNS, Split, class_weights
+from .evaluate import balanced_accuracy
 from .model import ModelConfig, Network, center_crop_box, keras, load_inputs, tf
 from .recipe import (OPTIMIZERS, SCHEDULE_MONITORS, TrainConfig, augmentation, draw_hairs, lesion_crop_boxes,
                      training_loss)
@@ -134,7 +135,7 @@ class ValidationScores(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         probabilities = self.model.predict(self.features, batch_size=64, verbose=0)
-        score = balanced_accuracy_score(self.labels, probabilities.argmax(1))
+        score = balanced_accuracy(self.labels, probabilities.argmax(1))
         loss = log_loss(self.labels, probabilities, labels=range(probabilities.shape[1]))
         if logs is not None:  # and the rate at the epoch's end, before a plateau may lower it
             logs.update(val_balanced_accuracy=score, val_loss=loss,
