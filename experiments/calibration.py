@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import softmax
-from sklearn.metrics import balanced_accuracy_score, log_loss
+from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedGroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinlesion.classes import CODES  # noqa: E402
 from skinlesion.data import load_metadata, split_by_lesion  # noqa: E402
-from skinlesion.evaluate import MEL, expected_calibration_error, fit_temperature  # noqa: E402
+from skinlesion.evaluate import MEL, balanced_accuracy, expected_calibration_error, fit_temperature  # noqa: E402
 from skinlesion.model import Network, load_network  # noqa: E402
 from skinlesion.pipeline import predict_frame  # noqa: E402
 from skinlesion.recipe import TrainConfig  # noqa: E402
@@ -87,7 +87,7 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     predicted = probabilities.argmax(1)
     return {"ECE": expected_calibration_error(probabilities, labels),
             "NLL": log_loss(labels, probabilities, labels=list(range(len(CODES)))),
-            "BA": balanced_accuracy_score(labels, predicted),
+            "BA": balanced_accuracy(labels, predicted),
             "accuracy": float((predicted == labels).mean()),
             "mel recall": float((predicted[labels == MEL] == MEL).mean())}
 
