@@ -8,7 +8,6 @@ predicted in Python or read back from the browser.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -186,10 +185,8 @@ def paired_changes(labels: np.ndarray, lesions: np.ndarray, new: np.ndarray, old
                    metric: Callable[[np.ndarray, np.ndarray], float], rounds: int = 1000, seed: int = 0) -> np.ndarray:
     """metric(labels, new) - metric(labels, old) for two sets of predicted classes, on each of `rounds` resamples of
     the lesions (`bootstrap_rows`), the same draw for both: the spread of a change between two ways of answering."""
-    with warnings.catch_warnings():  # a resample may lack a class that something is still predicted as
-        warnings.simplefilter("ignore", UserWarning)  # (sklearn's metrics warn; `balanced_accuracy` does not)
-        return np.array([metric(labels[rows], new[rows]) - metric(labels[rows], old[rows])
-                         for rows in bootstrap_rows(lesions, rounds, seed)])
+    return np.array([metric(labels[rows], new[rows]) - metric(labels[rows], old[rows])
+                     for rows in bootstrap_rows(lesions, rounds, seed)])
 
 
 def bootstrap_intervals(probabilities: np.ndarray, labels: np.ndarray, lesions: np.ndarray, rounds: int = 1000,
