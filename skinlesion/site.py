@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -572,6 +573,20 @@ class _PlainHandler(_Handler):
     isolate = False
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """The standard threaded server, quiet when a browser drops a connection mid-download.
+
+    A reload or a closed tab while the model's shards load resets the connection; the standard server prints a
+    traceback for that, which reads like a crash in the terminal that runs `--serve`. Anything else still does.
+    """
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            log.debug("%s closed the connection before the answer was sent", client_address[0])
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 8000,
                 isolate: bool = True) -> http.server.ThreadingHTTPServer:
     """An HTTP server for the built site in `out_dir` (port 0 picks a free port); call serve_forever() on it.
@@ -582,7 +597,7 @@ def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 8000,
     if not (out_dir / "index.html").is_file():
         raise SkinLesionError(f"{out_dir / 'index.html'} not found: build the site first with `python build.py`.")
     handler = functools.partial(_Handler if isolate else _PlainHandler, directory=str(out_dir))
-    return http.server.ThreadingHTTPServer((host, port), handler)
+    return _Server((host, port), handler)
 
 
 def serve(out_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:

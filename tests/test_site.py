@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import urllib.request
 from html.parser import HTMLParser
@@ -381,6 +383,43 @@ def test_server_sends_wasm_and_module_mime_types(built: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_server_stays_quiet_when_a_browser_drops_a_download(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """A reload while the shards load resets the connection: no traceback in the terminal, and serving goes on."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>t</title>", encoding="utf-8")
+    (tmp_path / "shard.bin").write_bytes(bytes(32 * 2**20))  # far more than the socket buffers hold
+    server = site.make_server(tmp_path, port=0)
+    server.daemon_threads = False  # so that server_close() waits for the request threads
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                client.sendall(b"GET /shard.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                assert client.recv(64).startswith(b"HTTP/1.0 200")
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_server_still_reports_other_errors(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>t</title>", encoding="utf-8")
+    server = site.make_server(tmp_path, port=0)
+    try:
+        try:
+            raise ValueError("a bug in a handler")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.server_close()
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "ValueError: a bug in a handler" in err
 
 
 def test_serve_refuses_a_folder_without_a_build(tmp_path: Path) -> None:
