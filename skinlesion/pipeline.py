@@ -7,6 +7,8 @@ succeeded, so a failed or interrupted retrain leaves the shipped model as it was
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
+import platform
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -187,7 +189,8 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
         "plots": {**plot_confusion_matrices(test["confusion_matrix"], staged),
                   **plot_reliability(uncalibrated_test, test_probabilities, test_labels, staged)},
         "training": {"stages": stages, "wall_time_s": round(time.perf_counter() - started, 1),
-                     "seed": train_config.seed, "date": datetime.date.today().isoformat(), "replicas": replicas},
+                     "seed": train_config.seed, "date": datetime.date.today().isoformat(), "replicas": replicas,
+                     "software": software_versions()},
     }
     write_report(report, staged)
     if model_dir.exists():
@@ -195,6 +198,15 @@ def finalize(network: Network, split: Split, model_dir: Path, run_dir: Path, tra
     shutil.copytree(staged, model_dir)
     log.info("model written to %s (%.0f s since the start)", model_dir, report["training"]["wall_time_s"])
     return report
+
+
+# What a retrain's figures depend on beyond the code and the config: with these, a reader can rebuild its environment.
+SOFTWARE = ("tensorflow", "keras", "tensorflowjs", "numpy", "scikit-learn", "pandas", "pillow")
+
+
+def software_versions() -> dict[str, str]:
+    """Python's version and the installed versions of the packages in SOFTWARE, for the report."""
+    return {"python": platform.python_version(), **{name: importlib.metadata.version(name) for name in SOFTWARE}}
 
 
 def reexport(model_dir: Path) -> Path:

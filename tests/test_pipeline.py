@@ -1,6 +1,7 @@
 """End to end on a tiny subset: retrain -> model folder -> predict / evaluate / export contract."""
 
 import csv
+import importlib.metadata
 import json
 import logging
 import shutil
@@ -31,6 +32,8 @@ def test_retrain_writes_a_complete_model(tiny_model):
     assert set(report["test"]["per_class"]) == set(CODES)
     assert report["test"]["images"] == report["split"]["test"]["images"]
     assert report["training"]["wall_time_s"] > 0
+    software = report["training"]["software"]  # what the figures were made with, as installed
+    assert software["tensorflow"] == importlib.metadata.version("tensorflow") and software["python"].startswith("3.")
     assert report["calibration"]["fit_on"] == "validation"
     # the photo changes: the photos as taken first, which must repeat the test figures
     rows = report["robustness"]["rows"]
