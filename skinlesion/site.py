@@ -573,7 +573,7 @@ class _PlainHandler(_Handler):
     isolate = False
 
 
-class _Server(http.server.ThreadingHTTPServer):
+class _QuietServer(http.server.ThreadingHTTPServer):
     """The standard threaded server, quiet when a browser drops a connection mid-download.
 
     A reload or a closed tab while the model's shards load resets the connection; the standard server prints a
@@ -597,7 +597,7 @@ def make_server(out_dir: Path, host: str = "127.0.0.1", port: int = 8000,
     if not (out_dir / "index.html").is_file():
         raise SkinLesionError(f"{out_dir / 'index.html'} not found: build the site first with `python build.py`.")
     handler = functools.partial(_Handler if isolate else _PlainHandler, directory=str(out_dir))
-    return _Server((host, port), handler)
+    return _QuietServer((host, port), handler)
 
 
 def serve(out_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
